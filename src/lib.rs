@@ -46,6 +46,7 @@ pub mod base;
 pub mod constraint;
 pub mod error;
 pub mod flow;
+pub mod grad;
 pub mod planar;
 pub mod real;
 
