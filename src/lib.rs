@@ -44,6 +44,7 @@ extern crate std;
 pub mod activation;
 pub mod base;
 pub mod constraint;
+pub mod energy;
 pub mod error;
 pub mod flow;
 pub mod grad;
