@@ -63,7 +63,9 @@ impl<T: Real> Constraint<T> {
     /// The hard projection with the default margin `2⁻¹⁰`.
     #[must_use]
     pub fn projected() -> Self {
-        Constraint::Project { margin: T::from_f64(1.0 / 1024.0) }
+        Constraint::Project {
+            margin: T::from_f64(1.0 / 1024.0),
+        }
     }
 
     /// `m(x) = wᵀû` as a function of `x = wᵀu`, with `1 + m(x)` to full relative accuracy.
@@ -84,7 +86,11 @@ impl<T: Real> Constraint<T> {
                 let mp1 = smooth_one_plus_m(x);
                 // Near 0, m = softplus(x + k) − softplus(k) = log1p((1 − 1/e)·expm1(x)) keeps its
                 // relative accuracy; elsewhere |m| ≥ 0.26 and mp1 − 1 is accurate.
-                let m = if x.abs() <= one { sigma_k::<T>() * x.exp_m1() } else { mp1 - one };
+                let m = if x.abs() <= one {
+                    sigma_k::<T>() * x.exp_m1()
+                } else {
+                    mp1 - one
+                };
                 let m = if x.abs() <= one { m.ln_1p() } else { m };
                 (m, mp1)
             }
@@ -95,7 +101,11 @@ impl<T: Real> Constraint<T> {
             Constraint::Project { margin } => {
                 check_margin(margin)?;
                 let floor = margin - one;
-                if x < floor { (floor, margin) } else { (x, one + x) }
+                if x < floor {
+                    (floor, margin)
+                } else {
+                    (x, one + x)
+                }
             }
             Constraint::Unconstrained => {
                 let mp1 = one + x;
@@ -150,8 +160,8 @@ impl<T: Real> Constraint<T> {
         let mut xt = T::ZERO;
         for i in 0..D {
             wt[i] = w[i] / wmax;
-            n2 = n2 + wt[i] * wt[i];
-            xt = xt + wt[i] * u[i];
+            n2 += wt[i] * wt[i];
+            xt += wt[i] * u[i];
         }
         let x = xt * wmax;
         let (m, mp1) = self.m(x)?;
@@ -159,7 +169,11 @@ impl<T: Real> Constraint<T> {
         let coef = match self {
             Constraint::Smooth if x.abs() <= T::ONE => {
                 // (m − x)/x → −1/e as x → 0; computed without forming m − x.
-                let r = if x == T::ZERO { -T::ONE / T::E() } else { (m - x) / x };
+                let r = if x == T::ZERO {
+                    -T::ONE / T::E()
+                } else {
+                    (m - x) / x
+                };
                 r * (xt / n2)
             }
             _ => (m - x) / (wmax * n2),
@@ -167,6 +181,23 @@ impl<T: Real> Constraint<T> {
         let mut uh = [T::ZERO; D];
         for i in 0..D {
             uh[i] = u[i] + coef * wt[i];
+        }
+        // Refinement: when u is large along w, u + coef·ŵ cancels and leaves rounding noise of
+        // size eps·|u| along w, so the stored û would not satisfy wᵀû = m. Two correction steps
+        // û += ((m − wᵀû)/(wmax·n2))·ŵ make wᵀû = m up to the rounding of the dot product of the
+        // corrected û (eps·Σ|wᵢûᵢ|), whatever the size of u.
+        for _ in 0..2 {
+            let mut dot = T::ZERO;
+            for i in 0..D {
+                dot = wt[i].madd(uh[i], dot);
+            }
+            let r = (m - dot * wmax) / (wmax * n2);
+            if !r.is_finite() || r == T::ZERO {
+                break;
+            }
+            for i in 0..D {
+                uh[i] = r.madd(wt[i], uh[i]);
+            }
         }
         if !coef.is_finite() || uh.iter().any(|v| !v.is_finite()) {
             return Err(FlowError::NonFiniteParameter);
@@ -179,7 +210,9 @@ fn check_margin<T: Real>(margin: T) -> Result<()> {
     if margin >= T::EPS && margin < T::ONE {
         Ok(())
     } else {
-        Err(FlowError::InvalidArgument("projection margin must be in [EPS, 1)"))
+        Err(FlowError::InvalidArgument(
+            "projection margin must be in [EPS, 1)",
+        ))
     }
 }
 

@@ -25,9 +25,9 @@ pub enum FlowError {
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FlowError::NonFiniteParameter => {
-                f.write_str("a layer parameter is NaN or infinite, or a derived quantity overflowed")
-            }
+            FlowError::NonFiniteParameter => f.write_str(
+                "a layer parameter is NaN or infinite, or a derived quantity overflowed",
+            ),
             FlowError::NonFiniteInput => {
                 f.write_str("an input point is NaN or infinite, or w·x + b overflowed")
             }

@@ -42,7 +42,9 @@ impl<T: Real, const D: usize, const K: usize> Flow<T, D, K, Tanh> {
     /// K identity tanh layers.
     #[must_use]
     pub fn identity() -> Self {
-        Self { layers: [Planar::identity(); K] }
+        Self {
+            layers: [Planar::identity(); K],
+        }
     }
 }
 
@@ -89,7 +91,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         for l in &self.layers {
             let (y, d) = l.forward_and_log_det(&x);
             x = y;
-            ld = ld + d;
+            ld += d;
         }
         (x, ld)
     }
@@ -113,7 +115,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         for l in self.layers.iter().rev() {
             let (y, d) = l.inverse_and_log_det(&z)?;
             z = y;
-            ld = ld + d;
+            ld += d;
         }
         Ok((z, ld))
     }
@@ -153,6 +155,6 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let base = StandardNormal::<T, D>::new();
         let z = base.sample(rng);
         let (x, ld_inv) = self.inverse_and_log_det(&z)?;
-        Ok((x, base.log_prob(&z) + ld_inv))
+        Ok((x, base.log_prob(&z) - ld_inv))
     }
 }

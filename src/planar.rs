@@ -55,7 +55,16 @@ impl<T: Real, const D: usize> Planar<T, D, Tanh> {
     #[must_use]
     pub fn identity() -> Self {
         let z = [T::ZERO; D];
-        Self { u: z, w: z, b: T::ZERO, u_hat: z, c: T::ZERO, cp1: T::ONE, constraint: Constraint::Smooth, act: Tanh }
+        Self {
+            u: z,
+            w: z,
+            b: T::ZERO,
+            u_hat: z,
+            c: T::ZERO,
+            cp1: T::ONE,
+            constraint: Constraint::Smooth,
+            act: Tanh,
+        }
     }
 }
 
@@ -72,7 +81,16 @@ impl<T: Real, const D: usize, A: Activation<T>> Planar<T, D, A> {
             return Err(FlowError::NonFiniteParameter);
         }
         let (u_hat, c, cp1) = constraint.apply(&u, &w)?;
-        Ok(Self { u, w, b, u_hat, c, cp1, constraint, act })
+        Ok(Self {
+            u,
+            w,
+            b,
+            u_hat,
+            c,
+            cp1,
+            constraint,
+            act,
+        })
     }
 
     /// The free parameter `u` (before the constraint).

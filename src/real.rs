@@ -72,7 +72,9 @@ pub trait Lane:
 /// crate needs, and a total order on the bit patterns used by the safeguarded root finder to
 /// bisect in ulps rather than in value (so the inverse ends in a bounded number of steps
 /// whatever the bracket's magnitude).
-pub trait Real: Float + FloatConst + Debug + Display + Default + Send + Sync + 'static + Lane<Scalar = Self> {
+pub trait Real:
+    Float + FloatConst + Debug + Display + Default + Send + Sync + 'static + Lane<Scalar = Self>
+{
     /// 0.
     const ZERO: Self;
     /// 1.
@@ -95,7 +97,7 @@ pub trait Real: Float + FloatConst + Debug + Display + Default + Send + Sync + '
     /// Conversion from f64 (rounding to nearest for f32).
     fn from_f64(x: f64) -> Self;
     /// Exact conversion to f64.
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
     /// Conversion from a `usize` count (rounded to nearest).
     fn from_usize(n: usize) -> Self;
     /// Maps the float to an unsigned key whose integer order is the float order
@@ -169,7 +171,7 @@ macro_rules! impl_scalar {
                 x as $t
             }
             #[inline(always)]
-            fn to_f64(self) -> f64 {
+            fn as_f64(self) -> f64 {
                 self as f64
             }
             #[inline(always)]
@@ -223,15 +225,40 @@ mod tests {
 
     #[test]
     fn ordered_keys_are_monotone() {
-        let xs = [-f64::INFINITY, -1e300, -1.0, -1e-310, -0.0, 0.0, 1e-310, 1.0, 1e300, f64::INFINITY];
+        let xs = [
+            -f64::INFINITY,
+            -1e300,
+            -1.0,
+            -1e-310,
+            -0.0,
+            0.0,
+            1e-310,
+            1.0,
+            1e300,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(w[0].to_ordered() < w[1].to_ordered(), "{:?}", w);
-            assert_eq!(f64::from_ordered(w[0].to_ordered()).to_bits(), w[0].to_bits());
+            assert_eq!(
+                f64::from_ordered(w[0].to_ordered()).to_bits(),
+                w[0].to_bits()
+            );
         }
-        let ys = [-f32::INFINITY, -1.0f32, -0.0, 0.0, 1e-40, 3.0, f32::INFINITY];
+        let ys = [
+            -f32::INFINITY,
+            -1.0f32,
+            -0.0,
+            0.0,
+            1e-40,
+            3.0,
+            f32::INFINITY,
+        ];
         for w in ys.windows(2) {
             assert!(w[0].to_ordered() < w[1].to_ordered());
-            assert_eq!(f32::from_ordered(w[1].to_ordered()).to_bits(), w[1].to_bits());
+            assert_eq!(
+                f32::from_ordered(w[1].to_ordered()).to_bits(),
+                w[1].to_bits()
+            );
         }
     }
 }
