@@ -11,8 +11,9 @@
 //!   `ln|det| = ln(1 + wᵀû·(1 − tanh²))` with `libm::tanh`, using only the layers' `û`, `w`, `b`),
 //!   which also checks the f64 flow itself (the inverse by its forward residual).
 //!
-//! With the `simd` feature the points are also evaluated by one batched call of
-//! `flowcore::simd` and checked the same way.
+//! With the `simd` feature the points are also evaluated all at once by the batched SIMD calls
+//! (`forward_log_det_batch`, `inverse_batch`, `log_prob_batch`, `log_prob_normalizing_batch`,
+//! on `flowcore::simd` lanes) and checked against the same references with the same tolerances.
 //!
 //! **Tolerances.** A result `q` is accepted if `|q − q_ref| ≤ τ·(1 + |q_ref| + ‖z_ref‖²)` with
 //! `τ = 16·K·ε·A`: each layer adds a local rounding error of at most about 16 ulps relative to
@@ -304,6 +305,72 @@ fn build_flow_t() -> Option<Flow<T, D, K>> {
     Some(flow)
 }
 
+/// Number of evaluation points.
+const N: usize = POINTS.len();
+
+/// The results of the batched SIMD calls (`flowcore`'s `*_batch` methods, `T::Simd` lanes) on
+/// all points at once.
+#[cfg(feature = "simd")]
+struct Batch {
+    x: [[T; D]; N],
+    log_det: [T; N],
+    z: [[T; D]; N],
+    log_det_inv: [T; N],
+    log_prob: [T; N],
+    log_prob_normalizing: [T; N],
+    /// Calls that returned an error or points they reported as failed.
+    failures: usize,
+}
+
+#[cfg(feature = "simd")]
+impl Batch {
+    fn new() -> Self {
+        let (p, s) = ([[0.0 as T; D]; N], [0.0 as T; N]);
+        Self {
+            x: p,
+            log_det: s,
+            z: p,
+            log_det_inv: s,
+            log_prob: s,
+            log_prob_normalizing: s,
+            failures: 0,
+        }
+    }
+
+    fn forward(&mut self, flow: &Flow<T, D, K>, pts: &[[T; D]; N]) {
+        if flow
+            .forward_log_det_batch(pts, &mut self.x, &mut self.log_det)
+            .is_err()
+        {
+            self.failures += 1;
+        }
+    }
+    fn inverse(&mut self, flow: &Flow<T, D, K>, pts: &[[T; D]; N]) {
+        self.failures += flow
+            .inverse_batch(pts, &mut self.z, &mut self.log_det_inv)
+            .unwrap_or(1);
+    }
+    fn log_prob(&mut self, flow: &Flow<T, D, K>, pts: &[[T; D]; N]) {
+        self.failures += flow.log_prob_batch(pts, &mut self.log_prob).unwrap_or(1);
+    }
+    fn log_prob_normalizing(&mut self, flow: &Flow<T, D, K>, pts: &[[T; D]; N]) {
+        if flow
+            .log_prob_normalizing_batch(pts, &mut self.log_prob_normalizing)
+            .is_err()
+        {
+            self.failures += 1;
+        }
+    }
+    fn all(flow: &Flow<T, D, K>, pts: &[[T; D]; N]) -> Self {
+        let mut b = Self::new();
+        b.forward(flow, pts);
+        b.inverse(flow, pts);
+        b.log_prob(flow, pts);
+        b.log_prob_normalizing(flow, pts);
+        b
+    }
+}
+
 #[cfg(feature = "footprint")]
 extern "C" fn program_main(_sp0: *const u64) -> ! {
     // The flow alone: evaluate every operation on every point and print a digest of the bits
@@ -313,7 +380,8 @@ extern "C" fn program_main(_sp0: *const u64) -> ! {
     };
     let points = black_box(POINTS);
     let mut digest = 0u64;
-    let mut fold = |v: T| digest = digest.rotate_left(7) ^ (v.to_bits() as u64);
+    let mut fold = |v: T| digest = digest.rotate_left(7) ^ u64::from(v.to_bits());
+    #[cfg(not(feature = "simd"))]
     for p in &points {
         let p = widen(*p);
         let (x, ld) = flow.forward_and_log_det(&p);
@@ -332,6 +400,26 @@ extern "C" fn program_main(_sp0: *const u64) -> ! {
         match flow.log_prob(&p) {
             Ok(lp) => fold(lp),
             Err(_) => sys_exit(1),
+        }
+    }
+    #[cfg(feature = "simd")]
+    {
+        let b = Batch::all(&flow, &points.map(widen));
+        if b.failures != 0 {
+            sys_exit(1);
+        }
+        for i in 0..N {
+            for v in [
+                b.x[i][0],
+                b.x[i][1],
+                b.log_det[i],
+                b.log_prob_normalizing[i],
+            ] {
+                fold(v);
+            }
+            for v in [b.z[i][0], b.z[i][1], b.log_det_inv[i], b.log_prob[i]] {
+                fold(v);
+            }
         }
     }
     let mut line = Line::new();
@@ -559,6 +647,12 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
         worst: 0.0,
     };
     let points = black_box(POINTS);
+    #[cfg(feature = "simd")]
+    let batch = Batch::all(&flow, &points.map(widen));
+    #[cfg(feature = "simd")]
+    if batch.failures != 0 {
+        chk.cmp("batched call (error)", 0, f64::NAN, 0.0, 1.0);
+    }
 
     for (i, p) in points.iter().enumerate() {
         let p64 = p.map(f64::from);
@@ -574,7 +668,26 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
             chk.cmp("f64 forward x", i, x64[j], r.x[j], tau_64 * r.amp_fwd * s);
             chk.cmp("forward x", i, xt[j] as f64, x64[j], tau_t * r.amp_fwd * s);
         }
+        #[cfg(feature = "simd")]
+        for j in 0..D {
+            let s = scale(r.x[j], &p64);
+            chk.cmp(
+                "batched forward x",
+                i,
+                batch.x[i][j] as f64,
+                x64[j],
+                tau_t * r.amp_fwd * s,
+            );
+        }
         let s = scale(r.log_det, &p64) * r.sens;
+        #[cfg(feature = "simd")]
+        chk.cmp(
+            "batched forward log-det",
+            i,
+            batch.log_det[i] as f64,
+            ld64,
+            tau_t * r.amp_fwd * s,
+        );
         chk.cmp(
             "f64 forward log-det",
             i,
@@ -598,6 +711,14 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
             flow64.log_prob_normalizing(&p64),
             lpn_ref,
             tau_64 * r.amp_fwd * s,
+        );
+        #[cfg(feature = "simd")]
+        chk.cmp(
+            "batched log_prob_normalizing",
+            i,
+            batch.log_prob_normalizing[i] as f64,
+            lpn_ref,
+            tau_t * r.amp_fwd * s,
         );
         chk.cmp(
             "log_prob_normalizing",
@@ -631,6 +752,26 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
             -back.log_det,
             tau_64 * back.amp_inv * s,
         );
+        #[cfg(feature = "simd")]
+        {
+            for j in 0..D {
+                let s = scale(z64[j], &z64);
+                chk.cmp(
+                    "batched inverse z",
+                    i,
+                    batch.z[i][j] as f64,
+                    z64[j],
+                    tau_t * back.amp_inv * s,
+                );
+            }
+            chk.cmp(
+                "batched inverse log-det",
+                i,
+                batch.log_det_inv[i] as f64,
+                ldi64,
+                tau_t * back.amp_inv * s,
+            );
+        }
         match flow.inverse_and_log_det(&pt) {
             Ok((zt, ldit)) => {
                 for j in 0..D {
@@ -656,6 +797,14 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
         // log_prob(p) = log N(g⁻¹(p)) − ln|det J_g(g⁻¹(p))|.
         let lp_ref = log_normal(&z64) - back.log_det;
         let s = scale(lp_ref, &z64) * back.sens;
+        #[cfg(feature = "simd")]
+        chk.cmp(
+            "batched log_prob",
+            i,
+            batch.log_prob[i] as f64,
+            lp_ref,
+            tau_t * back.amp_inv * s,
+        );
         match (flow64.log_prob(&p64), flow.log_prob(&pt)) {
             (Ok(lp64), Ok(lpt)) => {
                 chk.cmp("f64 log_prob", i, lp64, lp_ref, tau_64 * back.amp_inv * s);
@@ -665,13 +814,25 @@ extern "C" fn program_main(sp0: *const u64) -> ! {
         }
     }
 
-    #[cfg(feature = "simd")]
-    let stack_batch = simd::check(&flow, &f64_layers, &points, &mut chk, tau_t);
-    #[cfg(not(feature = "simd"))]
-    let stack_batch = 0usize;
-
     // The whole program's peak so far (everything above, references included).
     let stack_program = program_stack_used(sp0);
+
+    // Each batched call on its own (all points in one call).
+    #[cfg(feature = "simd")]
+    let stack_batch = {
+        let pts = points.map(widen);
+        let mut b = Batch::new();
+        let uses = [
+            stack_used(|| b.forward(black_box(&flow), black_box(&pts))),
+            stack_used(|| b.inverse(black_box(&flow), black_box(&pts))),
+            stack_used(|| b.log_prob(black_box(&flow), black_box(&pts))),
+            stack_used(|| b.log_prob_normalizing(black_box(&flow), black_box(&pts))),
+        ];
+        black_box(&b);
+        uses.iter().fold(0, |a, &u| a.max(u))
+    };
+    #[cfg(not(feature = "simd"))]
+    let stack_batch = 0usize;
 
     // Each single-point operation on its own.
     let mut stack_single = 0usize;
