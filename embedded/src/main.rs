@@ -37,6 +37,8 @@
 #![no_main]
 // `for i in 0..D` over several fixed-size arrays at once, as in the library's kernels.
 #![allow(clippy::needless_range_loop)]
+// `T` is f32 or f64 by feature: `as f64` / `u64::from` are conversions in one build, no-ops in the other.
+#![allow(clippy::unnecessary_cast, clippy::useless_conversion)]
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("this program is x86_64 Linux only (own _start, raw syscalls)");
@@ -306,6 +308,7 @@ fn build_flow_t() -> Option<Flow<T, D, K>> {
 }
 
 /// Number of evaluation points.
+#[cfg(feature = "simd")]
 const N: usize = POINTS.len();
 
 /// The results of the batched SIMD calls (`flowcore`'s `*_batch` methods, `T::Simd` lanes) on
