@@ -144,7 +144,7 @@ fn solve_bracketed<T: Real, A: Activation<T>>(
     // and at the outer end of the bracket when 1 + c is tiny (where F is convex towards the root).
     let (h0, _, _) = act.eval(y / cp1);
     let mut a = y - c * h0;
-    if !(a >= lo && a <= hi) {
+    if a.is_nan() || a < lo || a > hi {
         a = bisect(lo, hi);
     }
     // Newton phase (at most 2·bits iterations): a step is taken if it lands strictly inside the

@@ -109,7 +109,7 @@ impl<T: Real> Constraint<T> {
             }
             Constraint::Unconstrained => {
                 let mp1 = one + x;
-                if !(mp1 > T::ZERO) {
+                if mp1.is_nan() || mp1 <= T::ZERO {
                     return Err(FlowError::NotInvertible);
                 }
                 (x, mp1)
