@@ -376,3 +376,64 @@ impl<T: Real, const D: usize, const K: usize> FlowGrad<T, D, K> {
         Ok(())
     }
 }
+
+impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A> {
+    /// Writes the free parameters as a Rust `const` item, every value spelled by its bit
+    /// pattern (`f32::from_bits(0x…)`), so a `no_std` program that includes it and calls
+    /// [`Flow::with_params`] gets this flow back bit for bit:
+    ///
+    /// ```text
+    /// pub const NAME: [f32; P] = [f32::from_bits(0x3f800000), …];
+    /// ```
+    ///
+    /// # Errors
+    /// Those of the writer.
+    pub fn write_rust_const<W: core::fmt::Write>(
+        &self,
+        name: &str,
+        out: &mut W,
+    ) -> core::fmt::Result {
+        let ty = if T::BITS == 32 { "f32" } else { "f64" };
+        let p = Self::NUM_PARAMS;
+        writeln!(
+            out,
+            "/// Planar flow parameters: K = {K} layers of [u (D = {D}), w (D), b], as read by `Flow::with_params`."
+        )?;
+        writeln!(out, "pub const {name}: [{ty}; {p}] = [")?;
+        for l in self.layers() {
+            write!(out, "   ")?;
+            for v in l
+                .u()
+                .iter()
+                .chain(l.w().iter())
+                .chain(core::iter::once(&l.b()))
+            {
+                write!(out, " {ty}::from_bits(0x{:x}),", v.to_ordered_bits())?;
+            }
+            writeln!(out)?;
+        }
+        writeln!(out, "];")
+    }
+}
+
+/// The raw IEEE bit pattern of a scalar, widened to `u64`.
+trait RawBits {
+    fn to_ordered_bits(self) -> u64;
+}
+
+impl<T: Real> RawBits for T {
+    fn to_ordered_bits(self) -> u64 {
+        // Undo the order-preserving map of `to_ordered` to get the IEEE bits back.
+        let k = self.to_ordered();
+        let sign = 1u64 << (T::BITS - 1);
+        if k & sign != 0 {
+            k & !sign
+        } else {
+            !k & (if T::BITS == 64 {
+                u64::MAX
+            } else {
+                (1u64 << 32) - 1
+            })
+        }
+    }
+}

@@ -47,7 +47,9 @@ pub mod constraint;
 pub mod energy;
 pub mod error;
 pub mod flow;
+pub mod optim;
 pub mod grad;
+pub mod loss;
 pub mod planar;
 pub mod real;
 

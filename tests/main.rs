@@ -9,3 +9,4 @@ mod core_flow;
 mod core_planar;
 mod grad;
 mod energy;
+mod train;

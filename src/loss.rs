@@ -1,0 +1,377 @@
+//! Losses with gradients on batches, importance-sampling diagnostics, and training steps.
+//!
+//! * **Reverse KL** (variational use; the flow is the sampler `g: z ↦ x`): for `z ~ N(0, I)`,
+//!   `L = mean[log p_z(z) − ln|det J_g(z)| + β·U(g(z))]`, which is `KL(q‖π_β) − log Z_β` for
+//!   the tempered target `π_β ∝ e^{−βU}` ([`reverse_kl_grad`]).
+//! * **Forward KL / NLL** (maximum likelihood; the flow is the normaliser `f: x ↦ z`):
+//!   `L = −mean[log p_z(f(x)) + ln|det J_f(x)|]` over data ([`forward_kl_grad`]).
+//! * **Diagnostics** ([`IsStats`]): with log importance weights `ln wᵢ = −U(xᵢ) − log q(xᵢ)`,
+//!   the ELBO `mean ln w`, the effective sample size fraction `(Σw)²/(n·Σw²)`, the
+//!   importance-sampling estimate `log Ẑ = ln mean w`, and `KL(q‖π) = log Z − ELBO` given the
+//!   exact `log Z`.
+//!
+//! Every point's forward and backward pass runs back to back on the stack: the forward pass
+//! stores the K pre-activations, the backward pass recovers each layer's input from its output
+//! (see [`crate::grad`]). **Bad input** — a NaN or infinite energy, energy gradient, or data
+//! point — makes the batch function return [`FlowError::NonFiniteInput`] without producing a
+//! gradient; [`Trainer::step`] then leaves the flow and the optimiser untouched and returns
+//! the error. Training is a pure function of the seed: the same seed and build give bitwise
+//! the same parameters.
+
+use crate::activation::Activation;
+use crate::base::StandardNormal;
+use crate::energy::Energy;
+use crate::error::{FlowError, Result};
+use crate::flow::Flow;
+use crate::grad::{FlowGrad, LayerAcc};
+use crate::optim::Adam;
+use crate::real::Real;
+use num_traits::ToPrimitive;
+use rand_core::Rng;
+
+fn f64_of<T: Real>(x: T) -> f64 {
+    ToPrimitive::to_f64(&x).unwrap_or(f64::NAN)
+}
+
+/// Streaming importance-sampling statistics over log weights `ln wᵢ` (kept in f64, with a
+/// running maximum so nothing overflows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IsStats {
+    n: u64,
+    sum: f64,
+    max: f64,
+    s1: f64,
+    s2: f64,
+}
+
+impl Default for IsStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IsStats {
+    /// No samples yet.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            n: 0,
+            sum: 0.0,
+            max: f64::NEG_INFINITY,
+            s1: 0.0,
+            s2: 0.0,
+        }
+    }
+
+    /// Adds one log weight (must be finite; non-finite values are the caller's to reject).
+    pub fn push(&mut self, lw: f64) {
+        self.n += 1;
+        self.sum += lw;
+        if lw > self.max {
+            let r = libm::exp(self.max - lw);
+            self.s1 = self.s1 * r + 1.0;
+            self.s2 = self.s2 * r * r + 1.0;
+            self.max = lw;
+        } else {
+            let e = libm::exp(lw - self.max);
+            self.s1 += e;
+            self.s2 += e * e;
+        }
+    }
+
+    /// Merges another set of samples.
+    pub fn merge(&mut self, o: &IsStats) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *o;
+            return;
+        }
+        let m = self.max.max(o.max);
+        let (ra, rb) = (libm::exp(self.max - m), libm::exp(o.max - m));
+        self.s1 = self.s1 * ra + o.s1 * rb;
+        self.s2 = self.s2 * ra * ra + o.s2 * rb * rb;
+        self.max = m;
+        self.n += o.n;
+        self.sum += o.sum;
+    }
+
+    /// Number of samples.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// ELBO `= mean ln w = E_q[−U − log q]`.
+    #[must_use]
+    pub fn elbo(&self) -> f64 {
+        self.sum / self.n as f64
+    }
+
+    /// Effective sample size as a fraction of `n`: `(Σw)²/(n·Σw²)` in `(0, 1]`.
+    #[must_use]
+    pub fn ess_fraction(&self) -> f64 {
+        self.s1 * self.s1 / (self.n as f64 * self.s2)
+    }
+
+    /// Importance-sampling estimate of `log Z`: `ln((1/n)·Σ w)`.
+    #[must_use]
+    pub fn log_z(&self) -> f64 {
+        self.max + libm::log(self.s1 / self.n as f64)
+    }
+
+    /// `KL(q‖π) = log Z − ELBO` with the exact `log Z` of the target.
+    #[must_use]
+    pub fn kl(&self, log_z: f64) -> f64 {
+        log_z - self.elbo()
+    }
+}
+
+/// Result of one batch: the mean loss and the importance-sampling statistics of the batch
+/// (reverse KL only; empty for forward KL).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchResult {
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Importance-sampling statistics of the batch w.r.t. the untempered target `e^{−U}`.
+    pub is: IsStats,
+}
+
+/// Reverse-KL loss and gradient over `batch` fresh draws `z ~ N(0, I)`, with the target
+/// tempered by `beta` (`β = 1`: the target itself). The gradient (of the mean loss) is written
+/// to `grad` only on success.
+///
+/// # Errors
+/// [`FlowError::NonFiniteInput`] if the energy or its gradient is not finite at some sample
+/// (or a sample overflows); [`FlowError::InvalidArgument`] for `batch = 0`.
+pub fn reverse_kl_grad<T, const D: usize, const K: usize, A, E, R>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    beta: T,
+    rng: &mut R,
+    batch: usize,
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<BatchResult>
+where
+    T: Real,
+    A: Activation<T>,
+    E: Energy<T, D> + ?Sized,
+    R: Rng + ?Sized,
+{
+    if batch == 0 {
+        return Err(FlowError::InvalidArgument("batch must be at least 1"));
+    }
+    let base = StandardNormal::<T, D>::new();
+    let mut acc = [LayerAcc::<T, D>::zero(); K];
+    let mut is = IsStats::new();
+    let mut loss = 0.0f64;
+    let mut s = [T::ZERO; K];
+    for _ in 0..batch {
+        let z = base.sample(rng);
+        let lp = base.log_prob(&z);
+        let mut x = z;
+        let ld = flow.forward_store(&mut x, &mut s);
+        let (u, mut gx) = energy.energy_and_grad(&x);
+        let log_q = lp - ld;
+        if !(u.is_finite() && log_q.is_finite() && gx.iter().all(|v| v.is_finite())) {
+            return Err(FlowError::NonFiniteInput);
+        }
+        loss += f64_of(log_q + beta * u);
+        is.push(-f64_of(u) - f64_of(log_q));
+        for v in gx.iter_mut() {
+            *v *= beta;
+        }
+        flow.backward_point(&mut x, &s, &mut gx, -T::ONE, &mut acc);
+    }
+    *grad = finish(flow, &acc, batch);
+    Ok(BatchResult {
+        loss: loss / batch as f64,
+        is,
+    })
+}
+
+fn finish<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    flow: &Flow<T, D, K, A>,
+    acc: &[LayerAcc<T, D>; K],
+    n: usize,
+) -> FlowGrad<T, D, K> {
+    let mut g = flow.reparam_vjp(acc);
+    let inv = T::ONE / T::from_usize(n);
+    for l in g.layers.iter_mut() {
+        for v in l.u.iter_mut().chain(l.w.iter_mut()) {
+            *v *= inv;
+        }
+        l.b *= inv;
+    }
+    g
+}
+
+/// Forward-KL (negative log-likelihood) loss and gradient over `data`, the flow used as the
+/// normaliser (layers map data to the base). The gradient is written to `grad` only on
+/// success.
+///
+/// # Errors
+/// [`FlowError::NonFiniteInput`] if a data point (or its image) is not finite;
+/// [`FlowError::InvalidArgument`] for empty data.
+pub fn forward_kl_grad<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    flow: &Flow<T, D, K, A>,
+    data: &[[T; D]],
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<f64> {
+    if data.is_empty() {
+        return Err(FlowError::InvalidArgument("data must not be empty"));
+    }
+    let base = StandardNormal::<T, D>::new();
+    let mut acc = [LayerAcc::<T, D>::zero(); K];
+    let mut loss = 0.0f64;
+    let mut s = [T::ZERO; K];
+    for x in data {
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(FlowError::NonFiniteInput);
+        }
+        let mut z = *x;
+        let ld = flow.forward_store(&mut z, &mut s);
+        let nll = -(base.log_prob(&z) + ld);
+        if !nll.is_finite() {
+            return Err(FlowError::NonFiniteInput);
+        }
+        loss += f64_of(nll);
+        // ∂(−log p_z(z))/∂z = z; ∂L/∂ld = −1.
+        let mut gz = z;
+        flow.backward_point(&mut z, &s, &mut gz, -T::ONE, &mut acc);
+    }
+    *grad = finish(flow, &acc, data.len());
+    Ok(loss / data.len() as f64)
+}
+
+/// Mean NLL `−mean log p_x(x)` of `data` under the flow as normaliser (no gradient).
+#[must_use]
+pub fn mean_nll<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    flow: &Flow<T, D, K, A>,
+    data: &[[T; D]],
+) -> f64 {
+    let s: f64 = data
+        .iter()
+        .map(|x| -f64_of(flow.log_prob_normalizing(x)))
+        .sum();
+    s / data.len() as f64
+}
+
+/// Importance-sampling statistics of `n` fresh samples of the flow (as sampler) against the
+/// target `e^{−U}`; samples with a non-finite energy count as weight 0 (`ln w = −∞` is skipped
+/// and counted in the second value returned).
+pub fn is_diagnostics<T, const D: usize, const K: usize, A, E, R>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    rng: &mut R,
+    n: usize,
+) -> (IsStats, usize)
+where
+    T: Real,
+    A: Activation<T>,
+    E: Energy<T, D> + ?Sized,
+    R: Rng + ?Sized,
+{
+    let mut is = IsStats::new();
+    let mut bad = 0;
+    for _ in 0..n {
+        let (x, log_q) = flow.sample(rng);
+        let lw = -f64_of(energy.energy(&x)) - f64_of(log_q);
+        if lw.is_finite() {
+            is.push(lw);
+        } else {
+            bad += 1;
+        }
+    }
+    (is, bad)
+}
+
+/// A reverse-KL trainer: flow, Adam state, RNG, step count and the annealing schedule
+/// `β_t = min(1, β₀ + t/anneal_steps)` (no annealing when `anneal_steps = 0`).
+///
+/// ```
+/// use flowcore::energy::{RmEnergy, RmKind};
+/// use flowcore::loss::Trainer;
+/// use flowcore::optim::init_random;
+/// use flowcore::{SeedableRng, Xoshiro256PlusPlus};
+/// let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+/// let flow = init_random::<f32, 2, 8, _>(&mut rng);
+/// let mut t = Trainer::<_, 2, 8, 40, _, _>::new(flow, 1e-2, rng);
+/// let target = RmEnergy::new(RmKind::U1);
+/// for _ in 0..20 {
+///     t.step(&target, 64)?;
+/// }
+/// # Ok::<(), flowcore::FlowError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Trainer<T: Real, const D: usize, const K: usize, const P: usize, A: Activation<T>, R> {
+    /// The flow being trained.
+    pub flow: Flow<T, D, K, A>,
+    /// The optimiser.
+    pub adam: Adam<T, P>,
+    /// The random generator for the base samples.
+    pub rng: R,
+    /// Annealing length in steps (0: none).
+    pub anneal_steps: u64,
+    /// Initial inverse temperature of the annealing.
+    pub beta0: f64,
+    /// Number of accepted steps.
+    pub step_count: u64,
+    /// Number of rejected steps (bad input).
+    pub rejected: u64,
+}
+
+impl<T: Real, const D: usize, const K: usize, const P: usize, A: Activation<T>, R: Rng>
+    Trainer<T, D, K, P, A, R>
+{
+    /// A trainer with Adam at learning rate `lr` and no annealing.
+    pub fn new(flow: Flow<T, D, K, A>, lr: f64, rng: R) -> Self {
+        Self {
+            flow,
+            adam: Adam::new(T::from_f64(lr)),
+            rng,
+            anneal_steps: 0,
+            beta0: 1.0,
+            step_count: 0,
+            rejected: 0,
+        }
+    }
+
+    /// The inverse temperature of the next step.
+    #[must_use]
+    pub fn beta(&self) -> f64 {
+        if self.anneal_steps == 0 {
+            1.0
+        } else {
+            (self.beta0 + self.step_count as f64 / self.anneal_steps as f64).min(1.0)
+        }
+    }
+
+    /// One reverse-KL step on a batch of `batch` fresh samples: gradient, then Adam. On error
+    /// (bad energy values, non-finite gradient, invalid update) the flow and optimiser are
+    /// unchanged, the rejection is counted and the error returned.
+    ///
+    /// # Errors
+    /// As [`reverse_kl_grad`] and [`Adam::step`].
+    pub fn step<E: Energy<T, D> + ?Sized>(
+        &mut self,
+        energy: &E,
+        batch: usize,
+    ) -> Result<BatchResult> {
+        let mut g = FlowGrad::zero();
+        let beta = T::from_f64(self.beta());
+        let r = reverse_kl_grad(&self.flow, energy, beta, &mut self.rng, batch, &mut g)
+            .and_then(|r| self.adam.step(&mut self.flow, &g).map(|()| r));
+        match r {
+            Ok(r) => {
+                self.step_count += 1;
+                Ok(r)
+            }
+            Err(e) => {
+                self.rejected += 1;
+                Err(e)
+            }
+        }
+    }
+}
