@@ -1,0 +1,204 @@
+//! [`Lane`] for the `wide` vector types, and [`SimdLane`]: the few extra lane operations the
+//! batched kernels need (masks, selects, loads and stores, bit-level helpers of the vector math).
+//!
+//! A *mask* is a value of the lane type itself whose lanes are all-ones (true) or all-zeros
+//! (false), as `wide` returns from its comparisons. Comparisons with a NaN lane give false.
+
+use crate::real::{Lane, Real};
+use crate::simd::math;
+use wide::{f32x8, f32x16, f64x4, f64x8};
+
+/// A SIMD lane type usable by the batched kernels: [`Lane`] plus masks, selects, lane access
+/// and the bit-level pieces of the vector math in [`crate::simd::math`].
+///
+/// Implemented for `wide::f32x8`, `f32x16`, `f64x4`, `f64x8`. Every operation acts lane by lane;
+/// no operation mixes lanes except [`SimdLane::any`] and [`SimdLane::all`].
+pub trait SimdLane: Lane + PartialEq + Send + Sync {
+    /// The lane built from `f(0), …, f(LANES − 1)`.
+    fn from_fn<F: FnMut(usize) -> Self::Scalar>(f: F) -> Self;
+    /// Lane `i` (`i < LANES`; a larger `i` gives lane `LANES − 1`).
+    fn lane(self, i: usize) -> Self::Scalar;
+    /// Mask of `self < other`.
+    fn lt(self, other: Self) -> Self;
+    /// Mask of `self <= other`.
+    fn le(self, other: Self) -> Self;
+    /// Mask of `self == other`.
+    fn eq_mask(self, other: Self) -> Self;
+    /// Mask of the finite lanes.
+    fn finite_mask(self) -> Self;
+    /// Mask of the NaN lanes.
+    fn nan_mask(self) -> Self;
+    /// With `self` a mask: `if_true` where set, `if_false` elsewhere.
+    fn select(self, if_true: Self, if_false: Self) -> Self;
+    /// Mask and.
+    fn and(self, other: Self) -> Self;
+    /// Mask or.
+    fn or(self, other: Self) -> Self;
+    /// Mask not.
+    fn not(self) -> Self;
+    /// Whether any lane of the mask is set.
+    fn any(self) -> bool;
+    /// Whether every lane of the mask is set.
+    fn all(self) -> bool;
+    /// Square root.
+    fn vsqrt(self) -> Self;
+    /// `(sin x, cos x)` (from `wide`, used by the Gaussian sampler only).
+    fn vsin_cos(self) -> (Self, Self);
+    /// `2^n` for `self = magic + n`, `magic = 1.5·2^(p−1) + bias` (`p` the significand bits):
+    /// the exponent-field trick of the vector `exp`. Valid for normal results only.
+    fn pow2_from_magic(self) -> Self;
+    /// For a positive normal `x`: `(f, k)` with `x = 2^k·(1 + f)`, `1 + f ∈ [√½, √2)`, `k`
+    /// an integer-valued float (musl's `log` reduction). Garbage for other inputs.
+    fn ln_reduce(self) -> (Self, Self);
+}
+
+macro_rules! impl_lanes {
+    ($v:ty, $t:ty, $n:expr, $u:ty, $mbits:expr, $k_off:expr, $sqrt_half_bits:expr, $magic_bits:expr) => {
+        impl Lane for $v {
+            type Scalar = $t;
+            const LANES: usize = $n;
+            #[inline(always)]
+            fn splat(x: $t) -> Self {
+                <$v>::splat(x)
+            }
+            #[inline(always)]
+            fn madd(self, a: Self, b: Self) -> Self {
+                self.mul_add(a, b)
+            }
+            #[inline(always)]
+            fn vabs(self) -> Self {
+                self.abs()
+            }
+            #[inline(always)]
+            fn vmin(self, other: Self) -> Self {
+                self.fast_min(other)
+            }
+            #[inline(always)]
+            fn vmax(self, other: Self) -> Self {
+                self.fast_max(other)
+            }
+            #[inline(always)]
+            fn vln(self) -> Self {
+                math::ln(self)
+            }
+            #[inline(always)]
+            fn vexp_m1(self) -> Self {
+                math::exp_m1(self)
+            }
+            #[inline(always)]
+            fn vcopysign(self, sign: Self) -> Self {
+                self.copysign(sign)
+            }
+            #[inline(always)]
+            fn select_neg(self, if_neg: Self, otherwise: Self) -> Self {
+                self.simd_lt(<$v>::ZERO).select(if_neg, otherwise)
+            }
+            #[inline(always)]
+            fn tanh_sech2(self) -> (Self, Self) {
+                math::tanh_sech2(self)
+            }
+        }
+
+        impl SimdLane for $v {
+            #[inline(always)]
+            fn from_fn<F: FnMut(usize) -> $t>(mut f: F) -> Self {
+                let mut a = [0.0 as $t; $n];
+                for (i, v) in a.iter_mut().enumerate() {
+                    *v = f(i);
+                }
+                <$v>::new(a)
+            }
+            #[inline(always)]
+            fn lane(self, i: usize) -> $t {
+                self.to_array()[i.min($n - 1)]
+            }
+            #[inline(always)]
+            fn lt(self, other: Self) -> Self {
+                self.simd_lt(other)
+            }
+            #[inline(always)]
+            fn le(self, other: Self) -> Self {
+                self.simd_le(other)
+            }
+            #[inline(always)]
+            fn eq_mask(self, other: Self) -> Self {
+                self.simd_eq(other)
+            }
+            #[inline(always)]
+            fn finite_mask(self) -> Self {
+                self.is_finite()
+            }
+            #[inline(always)]
+            fn nan_mask(self) -> Self {
+                self.is_nan()
+            }
+            #[inline(always)]
+            fn select(self, if_true: Self, if_false: Self) -> Self {
+                wide::Select::select(self, if_true, if_false)
+            }
+            #[inline(always)]
+            fn and(self, other: Self) -> Self {
+                self & other
+            }
+            #[inline(always)]
+            fn or(self, other: Self) -> Self {
+                self | other
+            }
+            #[inline(always)]
+            fn not(self) -> Self {
+                !self
+            }
+            #[inline(always)]
+            fn any(self) -> bool {
+                <$v>::any(self)
+            }
+            #[inline(always)]
+            fn all(self) -> bool {
+                <$v>::all(self)
+            }
+            #[inline(always)]
+            fn vsqrt(self) -> Self {
+                self.sqrt()
+            }
+            #[inline(always)]
+            fn vsin_cos(self) -> (Self, Self) {
+                self.sin_cos()
+            }
+            #[inline(always)]
+            fn pow2_from_magic(self) -> Self {
+                <$v>::from_bits(self.to_bits() << $mbits)
+            }
+            #[inline(always)]
+            fn ln_reduce(self) -> (Self, Self) {
+                // musl: shift the mantissa range to [√½, √2) by an integer add on the bits.
+                let one_bits = (1.0 as $t).to_bits();
+                let ix = self.to_bits() + <$u>::splat(one_bits - $sqrt_half_bits);
+                let kb = (ix >> $mbits) | <$u>::splat($magic_bits);
+                let k = <$v>::from_bits(kb) - <$v>::splat($k_off);
+                let mant_mask: <$t as FloatBits>::U = (1 << $mbits) - 1;
+                let m = <$v>::from_bits((ix & <$u>::splat(mant_mask)) + <$u>::splat($sqrt_half_bits));
+                (m - <$v>::ONE, k)
+            }
+        }
+    };
+}
+
+/// The unsigned integer of a float's bit pattern.
+trait FloatBits {
+    type U;
+}
+impl FloatBits for f32 {
+    type U = u32;
+}
+impl FloatBits for f64 {
+    type U = u64;
+}
+
+// k offset: 2^p + bias, where `magic_bits` is the bit pattern of 2^p (p = significand bits).
+impl_lanes!(f32x8, f32, 8, wide::u32x8, 23, 8388608.0 + 127.0, 0x3f35_04f3, 0x4b00_0000);
+impl_lanes!(f32x16, f32, 16, wide::u32x16, 23, 8388608.0 + 127.0, 0x3f35_04f3, 0x4b00_0000);
+impl_lanes!(f64x4, f64, 4, wide::u64x4, 52, 4503599627370496.0 + 1023.0, 0x3fe6_a09e_0000_0000, 0x4330_0000_0000_0000);
+impl_lanes!(f64x8, f64, 8, wide::u64x8, 52, 4503599627370496.0 + 1023.0, 0x3fe6_a09e_0000_0000, 0x4330_0000_0000_0000);
+
+#[allow(dead_code)]
+fn _assert_real<T: Real>() {}
