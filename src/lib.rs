@@ -52,6 +52,7 @@ pub mod grad;
 pub mod loss;
 pub mod planar;
 pub mod real;
+pub mod simd;
 
 pub use activation::{Activation, LeakyRelu, Tanh};
 pub use base::StandardNormal;

@@ -8,5 +8,6 @@ mod core_constraint;
 mod core_flow;
 mod core_planar;
 mod grad;
+mod batch;
 mod energy;
 mod train;
