@@ -3,6 +3,7 @@
 #  1. builds the library in every feature combination (features read from Cargo.toml);
 #  2. cross-builds it with --no-default-features for thumbv7em-none-eabihf and
 #     riscv32imac-unknown-none-elf (targets with no std library at all);
+#     and links embedded/mcu (the README's MCU usage) for both, printing .text sizes;
 #  3. checks that the no_std build links no `std` symbols (nm over the rlibs of the build and
 #     over the linked freestanding program);
 #  4. builds and runs the freestanding program embedded/ (exit 0 = results match the f64
@@ -52,6 +53,21 @@ for t in thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
   fi
   cargo build -q --lib --release --no-default-features --target "$t"
   echo "ok: $t"
+done
+
+echo "-- embedded: bare-metal program for the MCU targets (monomorphised flow, linked; not run)"
+# A library build compiles no generic code; embedded/mcu instantiates a K = 8, D = 2 f32 flow
+# (forward, inverse, log_prob both ways; +sampler; +batched SIMD) and links it for each target.
+for t in thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
+  for f in "" sample simd; do
+    (cd embedded/mcu && cargo build -q --release --target "$t" ${f:+--features "$f"})
+    b="$CARGO_TARGET_DIR/$t/release/flowcore-mcu"
+    if [ "$(nm -C "$b" | grep -cE '(^|[^A-Za-z0-9_])std::' || true)" != 0 ]; then
+      echo "std symbols in $b"; exit 1
+    fi
+    printf '{"target": "%s", "features": "%s", "opt": "s", "text_bytes": %s}\n' "$t" "$f" \
+      "$(size -A "$b" | awk '$1 == ".text" { print $2 }')"
+  done
 done
 
 echo "-- embedded: no std symbols in the no_std build"
