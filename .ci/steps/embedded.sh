@@ -90,6 +90,12 @@ done
 [ "$bad" = 0 ] || exit 1
 echo "ok: no std:: symbols in the $(wc -w <<<"$rlibs") rlibs of the $t build: $(for r in $rlibs; do basename "$r" | sed 's/-[0-9a-f]*\.rlib$//'; done | tr '\n' ' ')"
 
+echo "-- embedded: fmt and clippy of the embedded crates (not in the root workspace)"
+rustfmt --edition 2024 --check embedded/build.rs embedded/src/main.rs embedded/mcu/src/main.rs
+(cd embedded && cargo clippy -q --release --features simd -- -D warnings &&
+  cargo clippy -q --release --features f64,footprint -- -D warnings)
+(cd embedded/mcu && cargo clippy -q --release --target thumbv7em-none-eabihf --features sample,simd -- -D warnings)
+
 echo "-- embedded: the freestanding program (no std, no libc, own _start)"
 (cd embedded && cargo build -q --release)
 bin="$CARGO_TARGET_DIR/release/flowcore-embedded"
