@@ -261,7 +261,13 @@ impl<T: Real> Activation<T> for LeakyRelu<T> {
         }
         let (_, dh, om) = self.eval(y);
         // α has the sign of y (both pieces increase through 0), so h′(α) = h′(y).
-        Ok((y / (om + dh * cp1), 0))
+        let alpha = y / (om + dh * cp1);
+        if !alpha.is_finite() {
+            // 1 + c tiny: the root |y|/(1 + c) is beyond the float range (found by fuzzing:
+            // returning ±∞ made the inverse produce ±∞ and 0·∞ = NaN coordinates).
+            return Err(FlowError::NonFiniteInput);
+        }
+        Ok((alpha, 0))
     }
 }
 

@@ -43,6 +43,8 @@ extern crate std;
 
 pub mod activation;
 pub mod base;
+#[cfg(feature = "check")]
+pub mod check;
 pub mod constraint;
 pub mod energy;
 pub mod error;

@@ -11,3 +11,5 @@ mod grad;
 mod batch;
 mod energy;
 mod train;
+#[cfg(feature = "check")]
+mod fuzz_replay;

@@ -1,0 +1,1434 @@
+//! Property checks shared by the fuzz targets (`fuzz/`) and the replay tests
+//! (`tests/fuzz_replay.rs`), behind the `check` feature.
+//!
+//! Every property is a function of raw bytes (`roundtrip(&[u8])`, …) that decodes its own input
+//! with the small, dependency-free [`Bytes`] reader, so a corpus file replays identically under
+//! `cargo fuzz` (nightly, libFuzzer) and under `cargo test` (stable). Each returns `Ok(())` or an
+//! `Err(String)` that says what failed, with the input values; nothing in here panics on any
+//! input (the fuzz harness turns an `Err` into a crash, and the replay test into a failure).
+//!
+//! The structured checks (`roundtrip_layer`, `log_det_layer`, …) take already-decoded
+//! parameters and can be called directly from tests.
+//!
+//! ## Tolerances
+//! `ε` is the unit roundoff of `T` (`T::EPS`), `C = 4·D + 16` ulps covers the `D`-term dot
+//! product `wᵀz + b` and the handful of roundings after it, and `κ` is
+//! [`Planar::conditioning`]. For one layer with `x = g(z)`, `s = wᵀz + b` and
+//! `S = |b| + |wᵀû| + Σⱼ |wⱼ|·(|zⱼ| + |xⱼ| + |ûⱼ|)` (the scale of the rounding in the
+//! pre-activation), coordinate `i` of
+//!
+//! * `g⁻¹(g(z)) − z` is bounded by `C·ε·(|zᵢ| + |xᵢ| + |ûᵢ| + |ûᵢ|·κ·(S + |s|))`: an error
+//!   `δ` in the pre-activation moves the root `α` by at most `κ·δ` (the slope of
+//!   `α ↦ α + wᵀû·h(α)` is at least `1/κ`), and `z = x − û·h(α)` carries it along `û`;
+//! * `g(g⁻¹(x)) − x` is bounded by `C·ε·(|zᵢ| + |xᵢ| + |ûᵢ|·(1 + S + |s|))`: no `κ`, because
+//!   the forward pass re-evaluates `h` at `wᵀz + b`, which absorbs the root's error.
+//!
+//! For a flow the local bounds are propagated through the remaining layers with their
+//! Lipschitz constants in the ∞-norm (`1 + maxᵢ|ûᵢ|·‖w‖₁·sup h′`, times `κ` for an inverse).
+//! Log-dets and densities have their own bounds, stated at each check.
+
+use crate::activation::{Activation, LeakyRelu, Tanh};
+use crate::base::{StandardNormal, normal_pair, uniform_open0};
+use crate::constraint::Constraint;
+use crate::error::FlowError;
+use crate::flow::Flow;
+use crate::planar::Planar;
+use crate::real::{Lane, Real};
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::format;
+use std::string::String;
+
+/// The outcome of a property: `Ok(())`, or what failed.
+pub type Outcome = core::result::Result<(), String>;
+
+// ---------------------------------------------------------------------------------------------
+// Input decoding
+// ---------------------------------------------------------------------------------------------
+
+/// A reader of fuzz bytes: every read succeeds (past the end it yields zeros), so any byte
+/// string decodes to some input.
+#[derive(Debug, Clone)]
+pub struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    /// A reader over `data`.
+    #[must_use]
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    /// The next byte (0 past the end).
+    pub fn u8(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos = self.pos.saturating_add(1);
+        b
+    }
+
+    /// The next little-endian `u16`.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    /// The next little-endian `u64`.
+    pub fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        for v in &mut b {
+            *v = self.u8();
+        }
+        u64::from_le_bytes(b)
+    }
+
+    /// An arbitrary bit pattern of `T` (NaN, ±∞, subnormals included).
+    pub fn raw<T: Real>(&mut self) -> T {
+        let bits = self.u64();
+        if T::BITS == 32 {
+            T::from_f64(f32::from_bits(bits as u32) as f64)
+        } else {
+            T::from_f64(f64::from_bits(bits))
+        }
+    }
+
+    /// A finite "structured" value: 0, a small multiple of ¼, or `±(1 + m/2¹⁶)·2^e` with
+    /// `|e| ≤ emax`.
+    pub fn real<T: Real>(&mut self, emax: i32) -> T {
+        let tag = self.u8();
+        let v = match tag % 8 {
+            0 => 0.0,
+            1 => f64::from(self.u8() as i8) / 4.0,
+            _ => {
+                let m = 1.0 + f64::from(self.u16()) / 65536.0;
+                let span = (2 * emax + 1).max(1);
+                let e = i32::from(self.u8()) % span - emax;
+                let s = if tag & 8 != 0 { -1.0 } else { 1.0 };
+                s * m * libm::exp2(f64::from(e))
+            }
+        };
+        T::from_f64(v)
+    }
+
+    /// `D` structured values.
+    pub fn vec<T: Real, const D: usize>(&mut self, emax: i32) -> [T; D] {
+        let mut v = [T::ZERO; D];
+        for x in &mut v {
+            *x = self.real(emax);
+        }
+        v
+    }
+
+    /// `D` arbitrary bit patterns.
+    pub fn raw_vec<T: Real, const D: usize>(&mut self) -> [T; D] {
+        let mut v = [T::ZERO; D];
+        for x in &mut v {
+            *x = self.raw();
+        }
+        v
+    }
+}
+
+/// An activation the checks know how to decode and to evaluate independently in f64.
+pub trait CheckActivation<T: Real>: Activation<T> {
+    /// Decodes an instance (e.g. a leaky-ReLU slope) from the input.
+    fn decode(inp: &mut Bytes<'_>) -> Option<Self>;
+    /// `(h(s), h′(s))` in f64, computed independently of the crate's kernels.
+    fn reference(&self, s: f64) -> (f64, f64);
+    /// `sup |h″|` (for the sensitivity of the log-det to its argument).
+    fn max_d2h(&self) -> f64;
+    /// Whether `h′` jumps at `s = 0` (the log-det is then only compared away from the kink).
+    fn has_kink(&self) -> bool;
+}
+
+impl<T: Real> CheckActivation<T> for Tanh {
+    fn decode(_inp: &mut Bytes<'_>) -> Option<Self> {
+        Some(Tanh)
+    }
+    fn reference(&self, s: f64) -> (f64, f64) {
+        let c = libm::cosh(s);
+        (libm::tanh(s), 1.0 / (c * c))
+    }
+    fn max_d2h(&self) -> f64 {
+        // max |−2 tanh·sech²| = 4/(3√3) at tanh² = 1/3.
+        0.77
+    }
+    fn has_kink(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Real> CheckActivation<T> for LeakyRelu<T> {
+    fn decode(inp: &mut Bytes<'_>) -> Option<Self> {
+        // A slope in (0, 1]: 1/256 … 1.
+        LeakyRelu::new(T::from_f64(f64::from(u16::from(inp.u8()) + 1) / 256.0)).ok()
+    }
+    fn reference(&self, s: f64) -> (f64, f64) {
+        let a = self.slope().v64();
+        if s < 0.0 { (a * s, a) } else { (s, 1.0) }
+    }
+    fn max_d2h(&self) -> f64 {
+        0.0
+    }
+    fn has_kink(&self) -> bool {
+        true
+    }
+}
+
+/// Decodes a constraint: Smooth (½), Paper, Project with a margin in `[2⁻²⁰, 1)`, Unconstrained.
+pub fn decode_constraint<T: Real>(inp: &mut Bytes<'_>) -> Constraint<T> {
+    match inp.u8() % 8 {
+        0..=3 => Constraint::Smooth,
+        4 => Constraint::Paper,
+        5 | 6 => {
+            let e = i32::from(inp.u8() % 20) + 1;
+            let margin = libm::exp2(-f64::from(e)) * (1.0 + f64::from(inp.u8()) / 256.0);
+            Constraint::Project {
+                margin: T::from_f64(margin.min(0.5).max(T::EPS.v64() * 4.0)),
+            }
+        }
+        _ => Constraint::Unconstrained,
+    }
+}
+
+/// Decodes a layer with structured parameters (`|u|, |w|, |b| ≤ 2^emax`); `None` if the
+/// constructor refuses them (the `constraint` property checks those refusals).
+pub fn decode_layer<T: Real, const D: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+    emax: i32,
+) -> Option<Planar<T, D, A>> {
+    let u = inp.vec::<T, D>(emax);
+    let w = inp.vec::<T, D>(emax);
+    let b = inp.real::<T>(emax);
+    let con = decode_constraint::<T>(inp);
+    Planar::with(u, w, b, con, act).ok()
+}
+
+fn decode_flow<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+    emax: i32,
+) -> Option<Flow<T, D, K, A>> {
+    let first = decode_layer::<T, D, A>(inp, act, emax)?;
+    let mut layers = [first; K];
+    for l in layers.iter_mut().skip(1) {
+        *l = decode_layer::<T, D, A>(inp, act, emax)?;
+    }
+    Some(Flow::new(layers))
+}
+
+/// Calls `$f::<T, D, K, A>(inp)` for the (precision, dimension, length, activation) chosen by the
+/// next byte: f32/f64 × D ∈ {1, 2, 3, 8} × K ∈ {1, 2, 4} × {tanh, leaky ReLU (¼ of inputs)}.
+macro_rules! dispatch {
+    ($f:ident, $inp:expr) => {{
+        let inp: &mut Bytes<'_> = $inp;
+        let sel = inp.u8();
+        let leaky = (sel >> 6) == 3;
+        macro_rules! by_act {
+            ($t:ty, $d:literal, $k:literal) => {
+                if leaky {
+                    match <LeakyRelu<$t> as CheckActivation<$t>>::decode(inp) {
+                        Some(a) => $f::<$t, $d, $k, LeakyRelu<$t>>(inp, a),
+                        None => Ok(()),
+                    }
+                } else {
+                    $f::<$t, $d, $k, Tanh>(inp, Tanh)
+                }
+            };
+        }
+        macro_rules! by_k {
+            ($t:ty, $d:literal) => {
+                match (sel >> 3) % 3 {
+                    0 => by_act!($t, $d, 1),
+                    1 => by_act!($t, $d, 2),
+                    _ => by_act!($t, $d, 4),
+                }
+            };
+        }
+        macro_rules! by_d {
+            ($t:ty) => {
+                match (sel >> 1) & 3 {
+                    0 => by_k!($t, 1),
+                    1 => by_k!($t, 2),
+                    2 => by_k!($t, 3),
+                    _ => by_k!($t, 8),
+                }
+            };
+        }
+        if sel & 1 == 0 { by_d!(f32) } else { by_d!(f64) }
+    }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `Real::to_f64` (num-traits has a method of the same name).
+trait V64 {
+    fn v64(self) -> f64;
+}
+
+impl<T: Real> V64 for T {
+    #[inline]
+    fn v64(self) -> f64 {
+        <T as Real>::as_f64(self)
+    }
+}
+
+fn finite<T: Real, const D: usize>(v: &[T; D]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+fn c_ulps(d: usize) -> f64 {
+    4.0 * d as f64 + 16.0
+}
+
+fn f64v<T: Real, const D: usize>(v: &[T; D]) -> [f64; D] {
+    let mut o = [0.0; D];
+    for i in 0..D {
+        o[i] = v[i].v64();
+    }
+    o
+}
+
+/// `S = |b| + |wᵀû| + Σ|wⱼ|(|zⱼ| + |xⱼ| + |ûⱼ|)`.
+fn scale<T: Real, const D: usize, A: Activation<T>>(
+    l: &Planar<T, D, A>,
+    z: &[T; D],
+    x: &[T; D],
+) -> f64 {
+    let mut s = l.b().v64().abs() + l.w_dot_u_hat().v64().abs();
+    for j in 0..D {
+        s +=
+            l.w()[j].v64().abs() * (z[j].v64().abs() + x[j].v64().abs() + l.u_hat()[j].v64().abs());
+    }
+    s
+}
+
+/// Max-norm bound of `g⁻¹(g(z)) − z` (`inverse = true`) or `g(g⁻¹(x)) − x`, for the pair
+/// `x = g(z)` (see the module docs).
+fn local_bound<T: Real, const D: usize, A: Activation<T>>(
+    l: &Planar<T, D, A>,
+    z: &[T; D],
+    x: &[T; D],
+    inverse: bool,
+) -> f64 {
+    let eps = T::EPS.v64();
+    let big_s = scale(l, z, x);
+    let s = l.preactivation(z).v64().abs();
+    let kappa = l.conditioning().v64();
+    let mut m: f64 = 0.0;
+    for i in 0..D {
+        let uh = l.u_hat()[i].v64().abs();
+        let base = z[i].v64().abs() + x[i].v64().abs();
+        let b = if inverse {
+            base + uh + mul0(mul0(uh, kappa), big_s + s)
+        } else {
+            base + uh * (1.0 + big_s + s)
+        };
+        m = m.max(b);
+    }
+    c_ulps(D) * eps * m
+}
+
+/// ∞-norm Lipschitz constant of `g` (or of `g⁻¹` with `inverse`).
+fn lipschitz<T: Real, const D: usize, A: Activation<T>>(l: &Planar<T, D, A>, inverse: bool) -> f64 {
+    let umax = l.u_hat().iter().fold(0.0f64, |a, v| a.max(v.v64().abs()));
+    let w1: f64 = l.w().iter().map(|v| v.v64().abs()).sum();
+    let (_, dh_hi) = l.activation().dh_range();
+    let k = if inverse { l.conditioning().v64() } else { 1.0 };
+    1.0 + mul0(mul0(umax * w1, dh_hi.v64()), k)
+}
+
+fn max_diff<T: Real, const D: usize>(a: &[T; D], b: &[T; D]) -> f64 {
+    let mut m: f64 = 0.0;
+    for i in 0..D {
+        let d = (a[i].v64() - b[i].v64()).abs();
+        if d.is_nan() {
+            return f64::NAN;
+        }
+        m = m.max(d);
+    }
+    m
+}
+
+/// `l.inverse_and_log_det(x)`, with `None` for the documented `NonFiniteInput` when the root
+/// of `α + wᵀû·h(α) = wᵀx + b` may lie beyond the float range (`|wᵀx + b|·κ ≥ T::MAX`).
+fn inverse_checked<T: Real, const D: usize, A: Activation<T>>(
+    l: &Planar<T, D, A>,
+    x: &[T; D],
+) -> core::result::Result<Option<([T; D], T)>, String> {
+    match l.inverse_and_log_det(x) {
+        Ok(r) => Ok(Some(r)),
+        Err(FlowError::NonFiniteInput)
+            if l.preactivation(x).v64().abs() * l.conditioning().v64() >= T::max_value().v64() =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(format!("inverse failed: {e:?}; layer {l:?}, x {x:?}")),
+    }
+}
+
+/// `a·b` with `0·∞ = 0` (a zero term of a bound stays zero however ill-conditioned the rest).
+fn mul0(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 { 0.0 } else { a * b }
+}
+
+/// `within`, where a bound beyond `T`'s range says nothing (the exact result itself may not be
+/// representable: e.g. the inverse of a layer with `1 + wᵀû` near the smallest normal).
+fn within_t<T: Real>(err: f64, bound: f64) -> bool {
+    bound >= T::max_value().v64() || within(err, bound)
+}
+
+fn within(err: f64, bound: f64) -> bool {
+    // A NaN error fails; an infinite bound (a layer so ill-conditioned that round-off can move
+    // the result anywhere) accepts any non-NaN error.
+    err <= bound
+}
+
+// ---------------------------------------------------------------------------------------------
+// roundtrip
+// ---------------------------------------------------------------------------------------------
+
+/// `g⁻¹(g(z)) = z` and `g(g⁻¹(z)) = z` for one layer, within the bounds of the module docs.
+/// Points whose image overflows are skipped (that is documented IEEE behaviour).
+///
+/// # Errors
+/// A description of the failure.
+pub fn roundtrip_layer<T: Real, const D: usize, A: Activation<T>>(
+    l: &Planar<T, D, A>,
+    z: &[T; D],
+) -> Outcome {
+    if !finite(z) {
+        return Ok(());
+    }
+    let x = l.forward(z);
+    if finite(&x) && l.preactivation(&x).is_finite() {
+        let Some((z2, _)) = inverse_checked(l, &x)? else {
+            return Ok(());
+        };
+        let err = max_diff(&z2, z);
+        let bound = local_bound(l, z, &x, true);
+        if !within_t::<T>(err, bound) {
+            return Err(format!(
+                "g⁻¹(g(z)) ≠ z: err {err:?} > bound {bound:?}; layer {l:?}, z {z:?}, x {x:?}, got {z2:?}"
+            ));
+        }
+    }
+    // The other direction, with z read as a point of x-space.
+    if !l.preactivation(z).is_finite() {
+        return Ok(());
+    }
+    let Some((zi, _)) = inverse_checked(l, z)? else {
+        return Ok(());
+    };
+    if !finite(&zi) {
+        return Ok(());
+    }
+    let x2 = l.forward(&zi);
+    let err = max_diff(&x2, z);
+    let bound = local_bound(l, &zi, z, false);
+    if !within_t::<T>(err, bound) {
+        return Err(format!(
+            "g(g⁻¹(x)) ≠ x: err {err:?} > bound {bound:?}; layer {l:?}, x {z:?}, g⁻¹(x) {zi:?}, got {x2:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Both round trips through a whole flow, with the local bounds propagated through the other
+/// layers' Lipschitz constants.
+///
+/// # Errors
+/// A description of the failure.
+pub fn roundtrip_flow<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    f: &Flow<T, D, K, A>,
+    z: &[T; D],
+) -> Outcome {
+    if !finite(z) {
+        return Ok(());
+    }
+    // f⁻¹∘f: forward, remembering the points; the inverse of layer k sees an error e_k and adds
+    // its local error.
+    let mut pts = [[T::ZERO; D]; K];
+    let mut cur = *z;
+    for (k, l) in f.layers().iter().enumerate() {
+        pts[k] = cur;
+        cur = l.forward(&cur);
+    }
+    let x = cur;
+    if finite(&x) {
+        let mut e = 0.0f64;
+        let mut ok = true;
+        for k in (0..K).rev() {
+            let l = &f.layers()[k];
+            let out = if k + 1 < K { pts[k + 1] } else { x };
+            if !l.preactivation(&out).is_finite() {
+                ok = false;
+            }
+            e = local_bound(l, &pts[k], &out, true) + mul0(lipschitz(l, true), e);
+        }
+        if ok {
+            let z2 = match f.inverse(&x) {
+                Ok(v) => v,
+                // An intermediate point overflowed: only possible if the bound is vacuous.
+                Err(FlowError::NonFiniteInput) if 2.0 * e >= T::max_value().v64() => *z,
+                Err(er) => {
+                    return Err(format!(
+                        "flow inverse(g(z)) failed: {er:?}; bound {e:?}, flow {f:?}, z {z:?}"
+                    ));
+                }
+            };
+            let err = max_diff(&z2, z);
+            if !within_t::<T>(err, 2.0 * e) {
+                return Err(format!(
+                    "flow g⁻¹(g(z)) ≠ z: err {err:?} > bound {:?}; flow {f:?}, z {z:?}, got {z2:?}",
+                    2.0 * e
+                ));
+            }
+        }
+    }
+    // f∘f⁻¹ with z read as x.
+    let mut cur = *z;
+    let mut pre = [[T::ZERO; D]; K];
+    for k in (0..K).rev() {
+        let l = &f.layers()[k];
+        if !l.preactivation(&cur).is_finite() || !finite(&cur) {
+            return Ok(());
+        }
+        pre[k] = cur;
+        let Some((next, _)) = inverse_checked(l, &cur)? else {
+            return Ok(());
+        };
+        cur = next;
+    }
+    if !finite(&cur) {
+        return Ok(());
+    }
+    let zi = f
+        .inverse(z)
+        .map_err(|er| format!("flow inverse failed: {er:?}; flow {f:?}, x {z:?}"))?;
+    if max_diff(&zi, &cur) != 0.0 {
+        return Err(format!(
+            "Flow::inverse differs from the layers' inverses: {zi:?} vs {cur:?}"
+        ));
+    }
+    let mut e = 0.0f64;
+    let mut inp = cur;
+    for k in 0..K {
+        let l = &f.layers()[k];
+        let out = pre[k];
+        e = local_bound(l, &inp, &out, false) + mul0(lipschitz(l, false), e);
+        inp = out;
+    }
+    let x2 = f.forward(&zi);
+    let err = max_diff(&x2, z);
+    if !within_t::<T>(err, 2.0 * e) {
+        return Err(format!(
+            "flow g(g⁻¹(x)) ≠ x: err {err:?} > bound {:?}; flow {f:?}, x {z:?}, g⁻¹(x) {zi:?}, got {x2:?}",
+            2.0 * e
+        ));
+    }
+    Ok(())
+}
+
+fn roundtrip_typed<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+) -> Outcome {
+    let emax = i32::from(inp.u8() % 24);
+    let Some(f) = decode_flow::<T, D, K, A>(inp, act, emax) else {
+        return Ok(());
+    };
+    let pe = i32::from(inp.u8() % 24);
+    for _ in 0..2 {
+        let z = inp.vec::<T, D>(pe);
+        for l in f.layers() {
+            roundtrip_layer(l, &z)?;
+        }
+        roundtrip_flow(&f, &z)?;
+    }
+    Ok(())
+}
+
+/// Property `roundtrip` over raw bytes: decodes a precision, `D`, `K`, activation, a flow and two
+/// points, and checks [`roundtrip_layer`] for every layer and [`roundtrip_flow`].
+///
+/// # Errors
+/// A description of the failure.
+pub fn roundtrip(data: &[u8]) -> Outcome {
+    dispatch!(roundtrip_typed, &mut Bytes::new(data))
+}
+
+// ---------------------------------------------------------------------------------------------
+// log_det
+// ---------------------------------------------------------------------------------------------
+
+/// A forward-mode dual number with `N` tangent directions, in f64 (exact derivatives: no
+/// truncation error, only rounding).
+#[derive(Clone, Copy, Debug)]
+struct Dual<const N: usize> {
+    v: f64,
+    d: [f64; N],
+}
+
+impl<const N: usize> Dual<N> {
+    fn constant(v: f64) -> Self {
+        Self { v, d: [0.0; N] }
+    }
+    fn add(self, o: Self) -> Self {
+        let mut d = self.d;
+        for i in 0..N {
+            d[i] += o.d[i];
+        }
+        Self { v: self.v + o.v, d }
+    }
+    fn scale(self, a: f64) -> Self {
+        let mut d = self.d;
+        for x in &mut d {
+            *x *= a;
+        }
+        Self { v: self.v * a, d }
+    }
+    /// `φ(self)` for a scalar function with value `fv` and derivative `fd` at `self.v`.
+    fn chain(self, fv: f64, fd: f64) -> Self {
+        let mut d = self.d;
+        for x in &mut d {
+            *x *= fd;
+        }
+        Self { v: fv, d }
+    }
+}
+
+/// The Jacobian of one layer at `z`, by forward-mode AD in f64 of the layer's map written
+/// independently (`x = z + û·h(wᵀz + b)` with the reference `h`).
+fn jacobian_ad<T: Real, const D: usize, A: CheckActivation<T>>(
+    l: &Planar<T, D, A>,
+    z: &[f64; D],
+) -> [[f64; D]; D] {
+    let mut zd = [Dual::<D>::constant(0.0); D];
+    for j in 0..D {
+        zd[j].v = z[j];
+        zd[j].d[j] = 1.0;
+    }
+    let mut s = Dual::<D>::constant(l.b().v64());
+    for j in 0..D {
+        s = s.add(zd[j].scale(l.w()[j].v64()));
+    }
+    let (hv, hd) = l.activation().reference(s.v);
+    let h = s.chain(hv, hd);
+    let mut jac = [[0.0; D]; D];
+    for i in 0..D {
+        let xi = zd[i].add(h.scale(l.u_hat()[i].v64()));
+        jac[i] = xi.d;
+    }
+    jac
+}
+
+/// `ln|det M|` by Gaussian elimination with partial pivoting (−∞ for a singular matrix).
+fn ln_abs_det<const D: usize>(mut m: [[f64; D]; D]) -> f64 {
+    let mut acc = 0.0;
+    for c in 0..D {
+        let mut p = c;
+        for r in c + 1..D {
+            if m[r][c].abs() > m[p][c].abs() {
+                p = r;
+            }
+        }
+        m.swap(c, p);
+        let piv = m[c][c];
+        if piv == 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        acc += piv.abs().ln();
+        for r in c + 1..D {
+            let f = m[r][c] / piv;
+            for k in c..D {
+                m[r][k] -= f * m[c][k];
+            }
+        }
+    }
+    acc
+}
+
+fn inf_norm<const D: usize>(m: &[[f64; D]; D]) -> f64 {
+    m.iter()
+        .map(|r| r.iter().map(|v| v.abs()).sum::<f64>())
+        .fold(0.0, f64::max)
+}
+
+/// The analytic log-det of one layer at `z` against `ln|det J|` of the AD Jacobian (LU in f64),
+/// and `log|det J_{g⁻¹}(g(z))| = −log|det J_g(z)|` via [`Planar::inverse_and_log_det`].
+///
+/// Bounds. The determinant of `J = I + h′·û wᵀ` by LU has relative error about
+/// `D·ε₆₄·‖J‖∞·‖J⁻¹‖∞`, with `‖J⁻¹‖∞ ≤ 1 + h′·maxᵢ|ûᵢ|·‖w‖₁/F` and `F = 1 + wᵀû·h′(s)` (the
+/// comparison is skipped when that estimate exceeds ¼: the reference cannot resolve the
+/// determinant). The layer evaluates `F` from `1 + wᵀû` carried exactly while the map it
+/// applies has the rounded `û`, whose `wᵀû` differs by `≈ D·ε·Σ|wᵢûᵢ|`; and `s` is rounded by
+/// `≈ C·ε·(|b| + Σ|wᵢzᵢ|)`, which moves `ln F` by `|wᵀû|·sup|h″|/F` times that. The relative
+/// error bound `r` of `F` is the sum of these (times `C`); the log-det error is at most `2r`
+/// for `r < ½`, plus `C·ε·|ln F|` for the final `ln`.
+///
+/// # Errors
+/// A description of the failure.
+pub fn log_det_layer<T: Real, const D: usize, A: CheckActivation<T>>(
+    l: &Planar<T, D, A>,
+    z: &[T; D],
+) -> Outcome {
+    if !finite(z) {
+        return Ok(());
+    }
+    let (x, ld) = l.forward_and_log_det(z);
+    let ld2 = l.log_det(z);
+    if ld.v64() != ld2.v64() && !(ld.is_nan() && ld2.is_nan()) {
+        return Err(format!(
+            "forward_and_log_det's {ld:?} ≠ log_det's {ld2:?}; layer {l:?}, z {z:?}"
+        ));
+    }
+    let s = l.preactivation(z);
+    if !s.is_finite() {
+        return Ok(());
+    }
+    if !ld.is_finite() {
+        return Err(format!(
+            "non-finite log-det {ld:?} at finite s {s:?}; layer {l:?}, z {z:?}"
+        ));
+    }
+    let eps = T::EPS.v64();
+    let cu = c_ulps(D);
+    let zf = f64v(z);
+    let sf = {
+        let mut a = l.b().v64();
+        for j in 0..D {
+            a += l.w()[j].v64() * zf[j];
+        }
+        a
+    };
+    let mut s_scale = l.b().v64().abs();
+    let mut wu = 0.0;
+    for j in 0..D {
+        s_scale += (l.w()[j].v64() * zf[j]).abs();
+        wu += (l.w()[j].v64() * l.u_hat()[j].v64()).abs();
+    }
+    let act = l.activation();
+    let kink = act.has_kink() && sf.abs() <= cu * eps * s_scale;
+    // Independent reference.
+    let (_, hd) = act.reference(sf);
+    let jac = jacobian_ad(l, &zf);
+    let f_est = ld.v64().exp();
+    let umax = l.u_hat().iter().fold(0.0f64, |a, v| a.max(v.v64().abs()));
+    let w1: f64 = l.w().iter().map(|v| v.v64().abs()).sum();
+    let jinv = 1.0 + hd * umax * w1 / f_est;
+    let r_lu = 4.0 * D as f64 * f64::EPSILON * inf_norm(&jac) * jinv;
+    let c = l.w_dot_u_hat().v64();
+    let r =
+        cu * (eps * wu * hd / f_est + eps * c.abs() * act.max_d2h() * s_scale / f_est + eps) + r_lu;
+    if r < 0.25 && !kink && jac.iter().flatten().all(|v| v.is_finite()) {
+        let ref_ld = ln_abs_det(jac);
+        let err = (ld.v64() - ref_ld).abs();
+        let bound = 2.0 * r + cu * eps * ld.v64().abs();
+        if !within(err, bound) {
+            return Err(format!(
+                "log-det {ld:?} vs AD-Jacobian LU {ref_ld:?}: err {err:?} > bound {bound:?}; layer {l:?}, z {z:?}"
+            ));
+        }
+    }
+    // Inverse identity.
+    if finite(&x) && l.preactivation(&x).is_finite() {
+        let Some((_, ldi)) = inverse_checked(l, &x)? else {
+            return Ok(());
+        };
+        // The root α differs from s by at most κ·C·ε·(S + |s|); ln F moves by |c|·sup|h″|/F per
+        // unit of it (F ≥ 1/κ).
+        let kappa = l.conditioning().v64();
+        let d_alpha = mul0(kappa * cu * eps, scale(l, z, &x) + s.v64().abs());
+        let bound =
+            cu * eps * (1.0 + ld.v64().abs()) + mul0(mul0(c.abs() * act.max_d2h(), kappa), d_alpha);
+        let bound = if act.has_kink() && s.v64().abs() <= d_alpha {
+            f64::INFINITY
+        } else {
+            bound
+        };
+        let err = (ld.v64() + ldi.v64()).abs();
+        if !within(err, bound) {
+            return Err(format!(
+                "log|det J_f(g(z))| = {ldi:?} ≠ −log|det J_g(z)| = {:?}: err {err:?} > bound {bound:?}; layer {l:?}, z {z:?}",
+                -ld.v64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For a flow: the summed log-det of [`Flow::forward_and_log_det`] equals the layers' log-dets
+/// at the intermediate points (to `C·ε·Σ|ldₖ|`), each layer passes [`log_det_layer`] there, and
+/// `ln|det J_f(g(z))| = −ln|det J_g(z)|` through [`Flow::inverse_and_log_det`] within the sum
+/// of the layer bounds.
+///
+/// # Errors
+/// A description of the failure.
+pub fn log_det_flow<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    f: &Flow<T, D, K, A>,
+    z: &[T; D],
+) -> Outcome {
+    if !finite(z) {
+        return Ok(());
+    }
+    let (x, ld) = f.forward_and_log_det(z);
+    let mut cur = *z;
+    let mut sum = 0.0f64;
+    let mut abs_sum = 0.0f64;
+    let mut inv_bound = 0.0f64;
+    let eps = T::EPS.v64();
+    let cu = c_ulps(D);
+    for l in f.layers() {
+        log_det_layer(l, &cur)?;
+        let (nx, d) = l.forward_and_log_det(&cur);
+        if !l.preactivation(&cur).is_finite() || !finite(&nx) {
+            return Ok(());
+        }
+        let kappa = l.conditioning().v64();
+        let d_alpha = mul0(
+            kappa * cu * eps,
+            scale(l, &cur, &nx) + l.preactivation(&cur).v64().abs(),
+        );
+        inv_bound += cu * eps * (1.0 + d.v64().abs())
+            + mul0(
+                mul0(
+                    l.w_dot_u_hat().v64().abs() * l.activation().max_d2h(),
+                    kappa,
+                ),
+                d_alpha,
+            );
+        if l.activation().has_kink() && l.preactivation(&cur).v64().abs() <= d_alpha {
+            inv_bound = f64::INFINITY;
+        }
+        sum += d.v64();
+        abs_sum += d.v64().abs();
+        cur = nx;
+    }
+    let err = (ld.v64() - sum).abs();
+    if !within(err, 2.0 * K as f64 * eps * abs_sum) {
+        return Err(format!(
+            "flow log-det {ld:?} ≠ Σ layer log-dets {sum:?}; flow {f:?}, z {z:?}"
+        ));
+    }
+    // Through the inverse, the points differ by the round-trip error; bound it loosely by
+    // adding each layer's own inverse bound (first order, the propagated point errors enter
+    // through the same κ·|c|·sup|h″| sensitivity; K ≤ 4 so the sum is close).
+    let mut pt = x;
+    for l in f.layers().iter().rev() {
+        match inverse_checked(l, &pt)? {
+            Some((p, _)) if finite(&p) => pt = p,
+            _ => return Ok(()),
+        }
+    }
+    let (_, ldi) = f
+        .inverse_and_log_det(&x)
+        .map_err(|e| format!("flow inverse_and_log_det failed: {e:?}; flow {f:?}, x {x:?}"))?;
+    let err = (ld.v64() + ldi.v64()).abs();
+    let mut lip = 1.0;
+    for l in f.layers() {
+        lip *= lipschitz(l, true);
+    }
+    let bound = 2.0 * inv_bound * lip;
+    if K > 1 && !within(err, bound) || K == 1 && !within(err, inv_bound) {
+        return Err(format!(
+            "flow: log|det J_f(g(z))| = {ldi:?} ≠ −{ld:?}: err {err:?} > bound {bound:?}; flow {f:?}, z {z:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn log_det_typed<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+) -> Outcome {
+    let emax = i32::from(inp.u8() % 16);
+    let Some(f) = decode_flow::<T, D, K, A>(inp, act, emax) else {
+        return Ok(());
+    };
+    let pe = i32::from(inp.u8() % 16);
+    let z = inp.vec::<T, D>(pe);
+    log_det_flow(&f, &z)
+}
+
+/// Property `log_det` over raw bytes: [`log_det_flow`] (and so [`log_det_layer`] for every layer).
+///
+/// # Errors
+/// A description of the failure.
+pub fn log_det(data: &[u8]) -> Outcome {
+    dispatch!(log_det_typed, &mut Bytes::new(data))
+}
+
+// ---------------------------------------------------------------------------------------------
+// density
+// ---------------------------------------------------------------------------------------------
+
+const GL5: [(f64, f64); 5] = [
+    (0.0, 0.568_888_888_888_888_9),
+    (-0.538_469_310_105_683_1, 0.478_628_670_499_366_5),
+    (0.538_469_310_105_683_1, 0.478_628_670_499_366_5),
+    (-0.906_179_845_938_664, 0.236_926_885_056_189_1),
+    (0.906_179_845_938_664, 0.236_926_885_056_189_1),
+];
+
+fn gauss<F: FnMut(f64) -> core::result::Result<f64, String>>(
+    a: f64,
+    b: f64,
+    f: &mut F,
+) -> core::result::Result<f64, String> {
+    let (m, h) = ((a + b) / 2.0, (b - a) / 2.0);
+    let mut s = 0.0;
+    for (x, w) in GL5 {
+        s += w * f(m + h * x)?;
+    }
+    Ok(s * h)
+}
+
+/// For a 1-D flow: `∫ q(x) dx = 1` with `q = exp(Flow::log_prob)` (the sampler's density via
+/// the exact inverse), by 5-point Gauss–Legendre on the images `g(zⱼ)` of a grid of step 0.05
+/// in `z ∈ [−10, 10]` (so the panels follow the density's features), each panel also split in
+/// two for an error estimate `E`. The mass outside is `P(|z| > 10) < 2·10⁻²³` because `g` is
+/// increasing. Tolerance: `2·E + 10⁶·ε` — the density is evaluated in `T`, whose relative error
+/// over the bulk of the mass is a few hundred ulps (`|log q| ≲ 50` and `K` layers).
+///
+/// # Errors
+/// A description of the failure.
+pub fn density_1d<T: Real, const K: usize, A: Activation<T>>(f: &Flow<T, 1, K, A>) -> Outcome {
+    let mut q = |x: f64| -> core::result::Result<f64, String> {
+        let lp = f
+            .log_prob(&[T::from_f64(x)])
+            .map_err(|e| format!("log_prob({x:?}) failed: {e:?}; flow {f:?}"))?;
+        Ok(lp.v64().exp())
+    };
+    let n = 400;
+    let mut prev = f.forward(&[T::from_f64(-10.0)])[0].v64();
+    let (mut total, mut est) = (0.0, 0.0);
+    for j in 1..=n {
+        let xj = f.forward(&[T::from_f64(-10.0 + 20.0 * j as f64 / n as f64)])[0].v64();
+        if !(xj > prev) {
+            if xj < prev {
+                return Err(format!(
+                    "forward not increasing: g(z) {xj:?} after {prev:?}; flow {f:?}"
+                ));
+            }
+            continue;
+        }
+        let one = gauss(prev, xj, &mut q)?;
+        let mid = (prev + xj) / 2.0;
+        let two = gauss(prev, mid, &mut q)? + gauss(mid, xj, &mut q)?;
+        total += two;
+        est += (two - one).abs();
+        prev = xj;
+    }
+    let tol = 2.0 * est + 1e6 * T::EPS.v64();
+    if !within((total - 1.0).abs(), tol) {
+        return Err(format!(
+            "∫q = {total} ≠ 1 (tolerance {tol:?}, quadrature estimate {est:?}); flow {f:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// For a 2-D tanh flow (each layer moves a point by at most `|ûₖ|`): `∬ q = 1` on the box `|xᵢ| ≤ 7 + Σₖ|ûₖ,ᵢ|` (outside it `|zᵢ| > 7`, mass
+/// `< 3·10⁻¹²`), by 5×5-point Gauss–Legendre on cells of side ≤ 0.25, compared with the 1-point
+/// split of each cell into four for an error estimate `E`. Tolerance `2·E + 10⁶·ε + 10⁻¹⁰`.
+///
+/// # Errors
+/// A description of the failure.
+pub fn density_2d<T: Real, const K: usize, A: Activation<T>>(f: &Flow<T, 2, K, A>) -> Outcome {
+    let mut r = [7.0f64; 2];
+    for l in f.layers() {
+        for i in 0..2 {
+            r[i] += l.u_hat()[i].v64().abs();
+        }
+    }
+    let q = |x: f64, y: f64| -> core::result::Result<f64, String> {
+        let lp = f
+            .log_prob(&[T::from_f64(x), T::from_f64(y)])
+            .map_err(|e| format!("log_prob(({x:?}, {y:?})) failed: {e:?}; flow {f:?}"))?;
+        Ok(lp.v64().exp())
+    };
+    let cell = |x0: f64, x1: f64, y0: f64, y1: f64| -> core::result::Result<f64, String> {
+        let (mx, hx, my, hy) = (
+            (x0 + x1) / 2.0,
+            (x1 - x0) / 2.0,
+            (y0 + y1) / 2.0,
+            (y1 - y0) / 2.0,
+        );
+        let mut s = 0.0;
+        for (a, wa) in GL5 {
+            for (b, wb) in GL5 {
+                s += wa * wb * q(mx + hx * a, my + hy * b)?;
+            }
+        }
+        Ok(s * hx * hy)
+    };
+    let nx = ((2.0 * r[0] / 0.25).ceil() as usize).clamp(1, 400);
+    let ny = ((2.0 * r[1] / 0.25).ceil() as usize).clamp(1, 400);
+    let (dx, dy) = (2.0 * r[0] / nx as f64, 2.0 * r[1] / ny as f64);
+    let (mut total, mut est) = (0.0, 0.0);
+    for i in 0..nx {
+        for j in 0..ny {
+            let (x0, y0) = (-r[0] + dx * i as f64, -r[1] + dy * j as f64);
+            let (x1, y1) = (x0 + dx, y0 + dy);
+            let one = cell(x0, x1, y0, y1)?;
+            let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+            let four = cell(x0, xm, y0, ym)?
+                + cell(xm, x1, y0, ym)?
+                + cell(x0, xm, ym, y1)?
+                + cell(xm, x1, ym, y1)?;
+            total += four;
+            est += (four - one).abs();
+        }
+    }
+    let tol = 2.0 * est + 1e6 * T::EPS.v64() + 1e-10;
+    if !within((total - 1.0).abs(), tol) {
+        return Err(format!(
+            "∬q = {total} ≠ 1 (tolerance {tol:?}, quadrature estimate {est:?}); flow {f:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn density_typed<T: Real, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+    two_d: bool,
+) -> Outcome {
+    // Moderate parameters (|u|, |w|, |b| ≤ 8) for 1-D; milder (≤ 2) and K ≤ 2 for the 2-D grid.
+    if two_d {
+        // The box of `density_2d` needs a bounded activation (tanh).
+        if act.max_d2h() == 0.0 {
+            return Ok(());
+        }
+        let Some(f) = decode_flow::<T, 2, K, A>(inp, act, 1) else {
+            return Ok(());
+        };
+        if f.layers()
+            .iter()
+            .any(|l| l.one_plus_w_dot_u_hat().v64() < 0.1)
+        {
+            return Ok(());
+        }
+        density_2d(&f)
+    } else {
+        let Some(f) = decode_flow::<T, 1, K, A>(inp, act, 3) else {
+            return Ok(());
+        };
+        if f.layers()
+            .iter()
+            .any(|l| l.one_plus_w_dot_u_hat().v64() < 1e-3)
+        {
+            return Ok(());
+        }
+        density_1d(&f)
+    }
+}
+
+/// Property `density` over raw bytes: [`density_1d`] for K ∈ {1, 2, 4} or [`density_2d`] for
+/// K ∈ {1, 2}, f32 or f64, tanh or leaky ReLU.
+///
+/// # Errors
+/// A description of the failure.
+pub fn density(data: &[u8]) -> Outcome {
+    let inp = &mut Bytes::new(data);
+    let sel = inp.u8();
+    let two_d = sel & 2 != 0;
+    macro_rules! go {
+        ($t:ty) => {{
+            let leaky = sel & 4 != 0;
+            let k = (sel >> 3) % 3;
+            if leaky {
+                let Some(a) = <LeakyRelu<$t> as CheckActivation<$t>>::decode(inp) else {
+                    return Ok(());
+                };
+                match (k, two_d) {
+                    (0, _) => density_typed::<$t, 1, _>(inp, a, two_d),
+                    (1, _) | (2, true) => density_typed::<$t, 2, _>(inp, a, two_d),
+                    _ => density_typed::<$t, 4, _>(inp, a, two_d),
+                }
+            } else {
+                match (k, two_d) {
+                    (0, _) => density_typed::<$t, 1, _>(inp, Tanh, two_d),
+                    (1, _) | (2, true) => density_typed::<$t, 2, _>(inp, Tanh, two_d),
+                    _ => density_typed::<$t, 4, _>(inp, Tanh, two_d),
+                }
+            }
+        }};
+    }
+    if sel & 1 == 0 { go!(f32) } else { go!(f64) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// constraint
+// ---------------------------------------------------------------------------------------------
+
+/// For arbitrary bit patterns `(u, w, b)` and a constraint: the constructor either returns the
+/// documented error (non-finite parameter ⇒ `NonFiniteParameter`; a bad margin ⇒
+/// `InvalidArgument`; `Unconstrained` ⇒ `NotInvertible` only if `1 + wᵀu ≤ 0` up to rounding),
+/// or a layer with `wᵀû ≥ −1` and `1 + wᵀû > 0` as carried, finite `û`, `1 + wᵀû·h′(s) > 0`
+/// at the given pre-activations, and an inverse that converges within [`Tanh::max_iter`] to a
+/// root with residual `≤ 4ε·(|y| + |α| + |wᵀû|)` for every finite `y` tried.
+///
+/// # Errors
+/// A description of the failure.
+pub fn constraint_layer<T: Real, const D: usize, A: Activation<T>>(
+    u: [T; D],
+    w: [T; D],
+    b: T,
+    con: Constraint<T>,
+    act: A,
+    ys: &[T],
+) -> Outcome {
+    let l = match Planar::with(u, w, b, con, act) {
+        Ok(l) => l,
+        Err(e) => {
+            let params_finite = finite(&u) && finite(&w) && b.is_finite();
+            let margin_bad = matches!(con, Constraint::Project { margin } if !(margin >= T::EPS && margin < T::ONE));
+            let ok = match e {
+                FlowError::NonFiniteParameter => true,
+                FlowError::InvalidArgument(_) => margin_bad && params_finite,
+                FlowError::NotInvertible => {
+                    // 1 + wᵀu ≤ 0 up to the rounding of the dot product.
+                    let mut x = 0.0f64;
+                    let mut ax = 0.0f64;
+                    for i in 0..D {
+                        x += w[i].v64() * u[i].v64();
+                        ax += (w[i].v64() * u[i].v64()).abs();
+                    }
+                    matches!(con, Constraint::Unconstrained)
+                        && params_finite
+                        && (1.0 + x <= c_ulps(D) * T::EPS.v64() * (1.0 + ax) || !x.is_finite())
+                }
+                FlowError::NonFiniteInput | FlowError::NotConverged => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "constructor error {e:?} not as documented: u {u:?}, w {w:?}, b {b:?}, {con:?}"
+                ));
+            }
+            if params_finite && !margin_bad && e == FlowError::NonFiniteParameter {
+                // Only an overflow may explain it: some |wᵢuᵢ| or the correction must be huge.
+                let big = T::max_value().v64();
+                let mut x = 0.0f64;
+                for i in 0..D {
+                    x += w[i].v64() * u[i].v64();
+                }
+                let wmax = w.iter().fold(0.0f64, |a, v| a.max(v.v64().abs()));
+                let umax = u.iter().fold(0.0f64, |a, v| a.max(v.v64().abs()));
+                let plausible = !x.is_finite()
+                    || x.abs() > big / 4.0
+                    || umax > big / 4.0
+                    || (wmax > 0.0 && (x.abs() + 1.0) / wmax > big / 4.0)
+                    || T::BITS == 64;
+                if !plausible {
+                    return Err(format!(
+                        "NonFiniteParameter without overflow (wᵀu = {x:?}): u {u:?}, w {w:?}, b {b:?}, {con:?}"
+                    ));
+                }
+            }
+            return Ok(());
+        }
+    };
+    let (c, cp1) = (l.w_dot_u_hat(), l.one_plus_w_dot_u_hat());
+    if !(cp1 > T::ZERO)
+        || !cp1.is_finite()
+        || !(c >= -T::ONE)
+        || !c.is_finite()
+        || !finite(l.u_hat())
+    {
+        return Err(format!(
+            "invalid carried constraint: wᵀû {c:?}, 1 + wᵀû {cp1:?}, û {:?}; {l:?}",
+            l.u_hat()
+        ));
+    }
+    // cp1 agrees with 1 + c where that is representable without loss.
+    if c.v64().abs() < 0.5 && ((T::ONE + c) - cp1).v64().abs() > 8.0 * T::EPS.v64() {
+        return Err(format!(
+            "1 + wᵀû {cp1:?} inconsistent with wᵀû {c:?}; {l:?}"
+        ));
+    }
+    if matches!(con, Constraint::Smooth) {
+        // Documented: ‖û − u‖ ≤ ‖u‖ (checked in the ∞-norm of the scaled vectors, with rounding).
+        let umax = u.iter().fold(0.0f64, |a, v| a.max(v.v64().abs()));
+        if umax > 0.0 {
+            let (mut du, mut nu) = (0.0f64, 0.0f64);
+            for i in 0..D {
+                let d = (l.u_hat()[i].v64() - u[i].v64()) / umax;
+                du += d * d;
+                nu += (u[i].v64() / umax) * (u[i].v64() / umax);
+            }
+            if du.sqrt() > nu.sqrt() * (1.0 + c_ulps(D) * T::EPS.v64()) {
+                return Err(format!(
+                    "Smooth: ‖û − u‖ = {} > ‖u‖ = {} (scaled); {l:?}",
+                    du.sqrt(),
+                    nu.sqrt()
+                ));
+            }
+        } else if l.u_hat().iter().any(|v| *v != T::ZERO) {
+            return Err(format!("Smooth: u = 0 but û = {:?}", l.u_hat()));
+        }
+    }
+    if let Constraint::Project { margin } = con {
+        if cp1 < margin * (T::ONE - T::from_f64(4.0) * T::EPS) {
+            return Err(format!(
+                "Project: 1 + wᵀû {cp1:?} below the margin {margin:?}; {l:?}"
+            ));
+        }
+    }
+    let act = *l.activation();
+    let max_iter = Tanh::max_iter::<T>();
+    for &y in ys {
+        if !y.is_finite() {
+            continue;
+        }
+        let (_, dh, om) = act.eval(y);
+        let det = dh.madd(cp1, om);
+        if !(det > T::ZERO) {
+            return Err(format!("1 + wᵀû·h′(s) = {det:?} ≤ 0 at s = {y:?}; {l:?}"));
+        }
+        let (alpha, it) = match l.solve_preactivation(y) {
+            Ok(r) => r,
+            // The root lies beyond the float range (leaky ReLU with 1 + c tiny: |α| = |y|/(1 + c)).
+            Err(FlowError::NonFiniteInput) if y.v64().abs() / cp1.v64() >= T::max_value().v64() => {
+                continue;
+            }
+            Err(e) => return Err(format!("solve_preactivation({y:?}) failed: {e:?}; {l:?}")),
+        };
+        if it > max_iter {
+            return Err(format!(
+                "solve_preactivation({y:?}) took {it} > {max_iter} iterations; {l:?}"
+            ));
+        }
+        if !alpha.is_finite() {
+            return Err(format!("solve_preactivation({y:?}) gave {alpha:?}; {l:?}"));
+        }
+        // Residual, evaluated in f64 for f32 (exact enough) and in T otherwise.
+        let h = act.h(alpha);
+        let (a, yf, cf, hf) = (alpha.v64(), y.v64(), c.v64(), h.v64());
+        let res = (a - yf) + cf * hf;
+        let scale_r = yf.abs() + a.abs() + cf.abs();
+        // The root is the float nearest the true one, which moves the residual by
+        // F′·ulp(α) ≤ (1 + |c|)·2ε|α|; h is rounded by ε|h|.
+        let bound =
+            8.0 * T::EPS.v64() * (scale_r + cf.abs() * a.abs()) + T::min_positive_value().v64();
+        if !within(res.abs(), bound) {
+            return Err(format!(
+                "root of α + c·h(α) = {y:?} not accurate: α {alpha:?}, residual {res:?} > {bound:?}; {l:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn constraint_typed<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+) -> Outcome {
+    let mode = inp.u8();
+    let (u, w, b) = if mode & 1 == 0 {
+        (inp.raw_vec::<T, D>(), inp.raw_vec::<T, D>(), inp.raw::<T>())
+    } else {
+        let e = i32::from(mode >> 1) + 2;
+        (inp.vec::<T, D>(e), inp.vec::<T, D>(e), inp.real::<T>(e))
+    };
+    let con = match inp.u8() % 6 {
+        0 | 1 => Constraint::Smooth,
+        2 => Constraint::Paper,
+        3 => Constraint::Project {
+            margin: inp.raw::<T>(),
+        },
+        4 => decode_constraint(inp),
+        _ => Constraint::Unconstrained,
+    };
+    let mut ys = [T::ZERO; 6];
+    ys[0] = b;
+    for y in ys.iter_mut().skip(1).take(3) {
+        *y = inp.raw::<T>();
+    }
+    ys[4] = inp.real::<T>(30);
+    ys[5] = inp.real::<T>(4);
+    let _ = K;
+    constraint_layer(u, w, b, con, act, &ys)
+}
+
+/// Property `constraint` over raw bytes: [`constraint_layer`] with arbitrary bit patterns.
+///
+/// # Errors
+/// A description of the failure.
+pub fn constraint(data: &[u8]) -> Outcome {
+    dispatch!(constraint_typed, &mut Bytes::new(data))
+}
+
+// ---------------------------------------------------------------------------------------------
+// no_panic
+// ---------------------------------------------------------------------------------------------
+
+fn documented<T>(r: &crate::Result<T>, what: &str, allowed: &[FlowError]) -> Outcome {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if allowed.contains(e) => Ok(()),
+        Err(FlowError::InvalidArgument(_))
+            if allowed
+                .iter()
+                .any(|a| matches!(a, FlowError::InvalidArgument(_))) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(format!("{what}: undocumented error {e:?}")),
+    }
+}
+
+fn no_panic_typed<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
+    inp: &mut Bytes<'_>,
+    act: A,
+) -> Outcome {
+    use FlowError::*;
+    let raw = inp.u8() & 1 == 0;
+    let mut layers =
+        [Planar::<T, D, A>::with([T::ZERO; D], [T::ZERO; D], T::ZERO, Constraint::Smooth, act)
+            .map_err(|e| format!("zero layer failed: {e:?}"))?; K];
+    for l in layers.iter_mut() {
+        let (u, w, b) = if raw {
+            (inp.raw_vec::<T, D>(), inp.raw_vec::<T, D>(), inp.raw::<T>())
+        } else {
+            (inp.vec::<T, D>(40), inp.vec::<T, D>(40), inp.real::<T>(40))
+        };
+        let con = match inp.u8() % 5 {
+            0 => Constraint::Project {
+                margin: inp.raw::<T>(),
+            },
+            _ => decode_constraint(inp),
+        };
+        let r = Planar::with(u, w, b, con, act);
+        documented(
+            &r,
+            "Planar::with",
+            &[NonFiniteParameter, NotInvertible, InvalidArgument("")],
+        )?;
+        if let Ok(nl) = r {
+            *l = nl;
+        }
+        if T::BITS == 32 {
+            documented(
+                &Planar::<T, D>::new(u, w, b),
+                "Planar::new",
+                &[NonFiniteParameter],
+            )?;
+        }
+    }
+    let pts: [[T; D]; 2] = if raw {
+        [inp.raw_vec(), inp.raw_vec()]
+    } else {
+        [inp.vec(60), inp.vec(60)]
+    };
+    let mut flow = Flow::new(layers);
+    let _ = flow.set_layer(usize::from(inp.u8()), layers[0]);
+    for p in &pts {
+        for l in flow.layers() {
+            let _ = l.forward(p);
+            let _ = l.forward_and_log_det(p);
+            let _ = l.log_det(p);
+            let s = l.preactivation(p);
+            let _ = l.log_det_at(s);
+            let _ = l.conditioning();
+            let mut lanes = *p;
+            let _ = l.forward_lanes(&mut lanes);
+            documented(&l.inverse(p), "Planar::inverse", &[NonFiniteInput])?;
+            documented(
+                &l.inverse_and_log_det(p),
+                "Planar::inverse_and_log_det",
+                &[NonFiniteInput],
+            )?;
+            documented(
+                &l.solve_preactivation(s),
+                "Planar::solve_preactivation",
+                &[NonFiniteInput],
+            )?;
+            let y = p[0];
+            documented(
+                &l.solve_preactivation(y),
+                "Planar::solve_preactivation",
+                &[NonFiniteInput],
+            )?;
+            let _ = l.constraint().m(y);
+            let _ = l.constraint().dm_dx(y);
+            let _ = l.constraint().apply(p, p);
+            let _ = l.activation().eval(y);
+            let _ = l.activation().d2h(y);
+            // Inconsistent (c, 1 + c) pairs: any outcome but a panic or a hang.
+            let _ = l.activation().solve(y, p[D - 1], p[D / 2]);
+            let _ = Tanh.solve(y, p[D - 1], p[D / 2]);
+        }
+        let _ = flow.forward(p);
+        let _ = flow.forward_and_log_det(p);
+        let _ = flow.log_prob_normalizing(p);
+        documented(&flow.inverse(p), "Flow::inverse", &[NonFiniteInput])?;
+        documented(
+            &flow.inverse_and_log_det(p),
+            "Flow::inverse_and_log_det",
+            &[NonFiniteInput],
+        )?;
+        documented(&flow.log_prob(p), "Flow::log_prob", &[NonFiniteInput])?;
+        let base = StandardNormal::<T, D>::new();
+        let _ = base.log_prob(p);
+        for v in p {
+            let _ = v.softplus();
+            let k = v.to_ordered();
+            let back = T::from_ordered(k);
+            if !v.is_nan() && back.v64().to_bits() != v.v64().to_bits() {
+                return Err(format!("from_ordered(to_ordered({v:?})) = {back:?}"));
+            }
+            let _ = LeakyRelu::new(*v);
+            let _ = Constraint::Project { margin: *v }.m(*v);
+        }
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(inp.u64());
+    let (x, lq) = flow.sample(&mut rng);
+    let _ = (x, lq);
+    documented(
+        &flow.sample_normalizing(&mut rng),
+        "Flow::sample_normalizing",
+        &[NonFiniteInput],
+    )?;
+    let _ = StandardNormal::<T, D>::new().sample(&mut rng);
+    let _ = normal_pair(&mut rng);
+    let u = uniform_open0(&mut rng);
+    if !(u > 0.0 && u <= 1.0) {
+        return Err(format!("uniform_open0 gave {u}"));
+    }
+    let _ = <T as Lane>::tanh_sech2(pts[0][0]);
+    Ok(())
+}
+
+/// Property `no_panic` over raw bytes: arbitrary (bit-pattern or huge-range) parameters and
+/// points through every public entry point; each fallible one returns `Ok` or one of its
+/// documented errors, and nothing panics (integer overflow included: the fuzz build has debug
+/// assertions) or hangs (libFuzzer's timeout).
+///
+/// # Errors
+/// A description of the failure.
+pub fn no_panic(data: &[u8]) -> Outcome {
+    dispatch!(no_panic_typed, &mut Bytes::new(data))
+}
+
+/// The property names, as the fuzz targets and corpus directories are named.
+pub const PROPERTIES: [&str; 5] = ["roundtrip", "log_det", "density", "constraint", "no_panic"];
+
+/// Runs the property called `name` on `data`.
+///
+/// # Errors
+/// The property's failure, or an unknown name.
+pub fn run(name: &str, data: &[u8]) -> Outcome {
+    match name {
+        "roundtrip" => roundtrip(data),
+        "log_det" => log_det(data),
+        "density" => density(data),
+        "constraint" => constraint(data),
+        "no_panic" => no_panic(data),
+        _ => Err(format!("unknown property {name}")),
+    }
+}
