@@ -24,7 +24,7 @@ mapfile -t feats < <(awk '
 echo "features: ${feats[*]:-(none)}"
 n=${#feats[@]}
 combos=()
-if [ "$n" -le 5 ]; then
+if [ "$n" -le 3 ]; then
   # Every subset, each with --no-default-features (the empty subset is the no_std build).
   for ((mask = 0; mask < (1 << n); mask++)); do
     c=""
