@@ -26,6 +26,14 @@ pub trait Activation<T: Real>: Copy + Debug + PartialEq + Send + Sync + 'static 
     /// derivative almost everywhere (0 for leaky ReLU).
     fn d2h<L: Lane<Scalar = T>>(&self, s: L) -> L;
 
+    /// `(h, h′, 1 − h′, h″)` from one evaluation (the gradient kernels need all four).
+    /// Default: [`Activation::eval`] then [`Activation::d2h`].
+    #[inline(always)]
+    fn eval_d2<L: Lane<Scalar = T>>(&self, s: L) -> (L, L, L, L) {
+        let (h, dh, om) = self.eval(s);
+        (h, dh, om, self.d2h(s))
+    }
+
     /// `(inf h′, sup h′)` over ℝ, used for the layer's conditioning.
     fn dh_range(&self) -> (T, T);
 
@@ -72,6 +80,12 @@ impl<T: Real> Activation<T> for Tanh {
     fn d2h<L: Lane<Scalar = T>>(&self, s: L) -> L {
         let (t, s2) = s.tanh_sech2();
         -(L::splat(T::TWO) * t * s2)
+    }
+
+    #[inline(always)]
+    fn eval_d2<L: Lane<Scalar = T>>(&self, s: L) -> (L, L, L, L) {
+        let (t, s2) = s.tanh_sech2();
+        (t, s2, t * t, -(L::splat(T::TWO) * t * s2))
     }
 
     #[inline]

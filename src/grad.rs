@@ -143,8 +143,7 @@ impl<T: Real, const D: usize, A: Activation<T>> Planar<T, D, A> {
         g_ld: L,
         acc: &mut LayerAcc<L, D>,
     ) {
-        let (h, dh, om) = self.activation().eval(s);
-        let d2h = self.activation().d2h(s);
+        let (h, dh, om, d2h) = self.activation().eval_d2(s);
         let det = dh.madd(L::splat(self.one_plus_w_dot_u_hat()), om);
         let gl_over_det = g_ld / det;
         // (ḡₓ·û)
@@ -263,13 +262,32 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     /// layers.
     #[inline]
     pub fn forward_store<L: Lane<Scalar = T>>(&self, z: &mut [L; D], s: &mut [L; K]) -> L {
+        // The determinants are multiplied and one `ln` is taken per run of layers whose
+        // product is guaranteed (by each layer's bounds on 1 + wᵀû·h′) to stay within
+        // [2⁻⁶⁰, 2⁶⁰]: no underflow or overflow in f32 or f64, and far fewer logarithms.
+        let limit = T::from_f64(1.152_921_504_606_847e18); // 2^60
+        let inv_limit = T::ONE / limit;
         let mut ld = L::splat(T::ZERO);
+        let mut prod = L::splat(T::ONE);
+        let (mut lo, mut hi) = (T::ONE, T::ONE);
         for (k, l) in self.layers().iter().enumerate() {
+            let cp1 = l.one_plus_w_dot_u_hat();
+            let (a, b) = l.activation().dh_range();
+            let (d1, d2) = ((T::ONE - a) + a * cp1, (T::ONE - b) + b * cp1);
+            let (dlo, dhi) = (d1.min(d2), d1.max(d2));
+            if lo * dlo < inv_limit || hi * dhi > limit {
+                ld += prod.vln();
+                prod = L::splat(T::ONE);
+                lo = T::ONE;
+                hi = T::ONE;
+            }
             let (sk, det) = l.forward_lanes_s(z);
             s[k] = sk;
-            ld += det.vln();
+            prod *= det;
+            lo *= dlo;
+            hi *= dhi;
         }
-        ld
+        ld + prod.vln()
     }
 
     /// Backward pass for one point (or one lane-chunk of points): `x` is the flow's output, `s`
