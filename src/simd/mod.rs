@@ -10,6 +10,7 @@
 //!   (`forward_batch`, `forward_log_det_batch`, `inverse_batch`, `log_prob_batch`,
 //!   `log_prob_normalizing_batch`, `sample_batch`) and its lanes-native (structure-of-arrays)
 //!   form (`*_soa`, `*_lanes`).
+//! * `par` (feature `parallel`): the same kernels split across cores with rayon (`par_*`).
 //!
 //! The kernels run the same formulas as the scalar reference ([`Planar::forward_lanes`](crate::Planar::forward_lanes)
 //! and the activation's lane `eval`), only with the vector math of [`math`] in place of `libm`.
@@ -36,6 +37,8 @@
 pub mod batch;
 pub mod lanes;
 pub mod math;
+#[cfg(feature = "parallel")]
+pub mod par;
 
 pub use batch::LaneSolve;
 pub use lanes::SimdLane;
@@ -51,8 +54,14 @@ pub trait SimdReal: Real {
     type Simd: SimdLane<Scalar = Self>;
 }
 
+#[cfg(not(target_feature = "avx512f"))]
 impl SimdReal for f32 {
     type Simd = wide::f32x8;
+}
+
+#[cfg(target_feature = "avx512f")]
+impl SimdReal for f32 {
+    type Simd = wide::f32x16;
 }
 
 impl SimdReal for f64 {
