@@ -13,7 +13,7 @@
 
 use flowcore::energy::{RmEnergy, RmKind};
 use flowcore::grad::FlowGrad;
-use flowcore::loss::reverse_kl_grad_simd;
+use flowcore::loss::reverse_kl_grad_simd_with;
 use flowcore::optim::{Adam, init_random};
 use flowcore::simd::SimdReal;
 use flowcore::{Flow, SeedableRng, Xoshiro256PlusPlus};
@@ -77,7 +77,8 @@ fn step<T: SimdReal, const K: usize, const P: usize>(
     let t = rngs.len();
     let mut g = FlowGrad::zero();
     if t == 1 {
-        reverse_kl_grad_simd(flow, &e, T::ONE, &mut rngs[0], batch, &mut g).expect("finite");
+        reverse_kl_grad_simd_with(flow, &e, T::ONE, &mut rngs[0], batch, false, &mut g)
+            .expect("finite");
     } else {
         let part = batch / t;
         let f = *flow;
@@ -88,7 +89,8 @@ fn step<T: SimdReal, const K: usize, const P: usize>(
                     let e = &e;
                     s.spawn(move || {
                         let mut g = FlowGrad::zero();
-                        reverse_kl_grad_simd(&f, e, T::ONE, r, part, &mut g).expect("finite");
+                        reverse_kl_grad_simd_with(&f, e, T::ONE, r, part, false, &mut g)
+                            .expect("finite");
                         g
                     })
                 })

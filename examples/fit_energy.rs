@@ -125,9 +125,10 @@ fn run<const K: usize, const P: usize>(a: &Args, kind: RmKind) {
     let start = Instant::now();
     let every = 500.max(a.steps / 20);
     for step in 0..a.steps {
+        t.diagnostics = (step + 1) % every == 0 || step + 1 == a.steps;
         match t.step(&target, a.batch) {
             Ok(r) => {
-                if (step + 1) % every == 0 || step + 1 == a.steps {
+                if t.diagnostics {
                     eprintln!(
                         "step {:>6}  beta {:.3}  loss {:>9.5}  kl(batch) {:>8.5}  ess {:.3}  {:.1}s",
                         step + 1,

@@ -264,6 +264,30 @@ where
     E: Energy<T, D> + ?Sized,
     R: Rng + ?Sized,
 {
+    reverse_kl_grad_simd_with(flow, energy, beta, rng, batch, true, grad)
+}
+
+/// [`reverse_kl_grad_simd`], with the importance-sampling statistics of the batch computed only
+/// if `diagnostics` is set (they cost an `exp` per point; without them the returned
+/// [`BatchResult::is`] is empty).
+///
+/// # Errors
+/// As [`reverse_kl_grad`].
+pub fn reverse_kl_grad_simd_with<T, const D: usize, const K: usize, A, E, R>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    beta: T,
+    rng: &mut R,
+    batch: usize,
+    diagnostics: bool,
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<BatchResult>
+where
+    T: SimdReal,
+    A: Activation<T>,
+    E: Energy<T, D> + ?Sized,
+    R: Rng + ?Sized,
+{
     reverse_kl_lanes::<T::Simd, T, D, K, A, E, _>(
         flow,
         energy,
@@ -280,6 +304,7 @@ where
                 i += 2;
             }
         },
+        diagnostics,
         grad,
     )
 }
@@ -312,6 +337,7 @@ where
             }
             p += <T::Simd as Lane>::LANES;
         },
+        true,
         grad,
     )
 }
@@ -322,6 +348,7 @@ fn reverse_kl_lanes<L, T, const D: usize, const K: usize, A, E, F>(
     beta: T,
     batch: usize,
     mut draw: F,
+    diagnostics: bool,
     grad: &mut FlowGrad<T, D, K>,
 ) -> Result<BatchResult>
 where
@@ -362,7 +389,9 @@ where
                 return Err(FlowError::NonFiniteInput);
             }
             loss += f64_of(lq + beta * u);
-            is.push(-f64_of(u) - f64_of(lq));
+            if diagnostics {
+                is.push(-f64_of(u) - f64_of(lq));
+            }
             *gj = gu;
         }
         let mut gx: [L; D] = core::array::from_fn(|i| {
@@ -522,6 +551,9 @@ pub struct Trainer<T: Real, const D: usize, const K: usize, const P: usize, A: A
     /// Use the batched SIMD gradient ([`reverse_kl_grad_simd`], the default) or the scalar
     /// reference ([`reverse_kl_grad`]).
     pub simd: bool,
+    /// Compute the batch's importance-sampling statistics in [`Trainer::step`] (default
+    /// `true`; the SIMD path skips them when `false`, saving an `exp` per point).
+    pub diagnostics: bool,
 }
 
 impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<T>, R: Rng>
@@ -538,6 +570,7 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
             step_count: 0,
             rejected: 0,
             simd: true,
+            diagnostics: true,
         }
     }
 
@@ -565,7 +598,15 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
         let mut g = FlowGrad::zero();
         let beta = T::from_f64(self.beta());
         let r = if self.simd {
-            reverse_kl_grad_simd(&self.flow, energy, beta, &mut self.rng, batch, &mut g)
+            reverse_kl_grad_simd_with(
+                &self.flow,
+                energy,
+                beta,
+                &mut self.rng,
+                batch,
+                self.diagnostics,
+                &mut g,
+            )
         } else {
             reverse_kl_grad(&self.flow, energy, beta, &mut self.rng, batch, &mut g)
         };
