@@ -50,20 +50,29 @@ pub trait LaneSolve<T: Real>: Activation<T> {
     /// [`Activation::solve`] (0 for closed forms).
     const LANE_BUDGET: u32;
 
-    /// The root `α` of `α + c·h(α) = y` in every lane, for finite `y` lanes and `cp1 = 1 + c > 0`.
-    /// A lane the scalar solver would reject gives NaN.
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> L;
+    /// The root `α` of `α + c·h(α) = y` in every lane (finite `y` lanes, `cp1 = 1 + c > 0`),
+    /// with `(h(α), h′(α), 1 − h′(α))` as [`Activation::eval`] gives them (to a few ulps). A lane
+    /// the scalar solver would reject gives NaN.
+    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> [L; 4];
 }
 
 impl<T: Real> LaneSolve<T> for Tanh {
-    /// 16 for f32, 24 for f64 (converged lanes typically need 3 to 6).
+    /// 16 for f32, 24 for f64 (lanes typically converge in 2 to 4).
     const LANE_BUDGET: u32 = if T::BITS == 32 { 16 } else { 24 };
 
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> L {
+    /// Newton's method in a bracket, lane-wise. A lane stops when the Newton step `δ` is so
+    /// small that the next iterate is exact to rounding: `G·δ² ≤ ε·min(|α|, 1)/2` with
+    /// `G = ½·max|h″|·(1 + |c|/min(1, 1 + c))` bounding `|F″/(2F′)|` (quadratic convergence), or
+    /// `|δ| ≤ 2ε|α|`, or a zero residual, or a bracket of adjacent floats. It then returns
+    /// `α − δ` and `h, h′` carried to it by first-order Taylor updates (error `O(δ²)`, below
+    /// rounding by the same criterion), so the root costs no extra `tanh`.
+    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> [L; 4] {
         if c == T::ZERO {
-            return y;
+            let (h, dh, om) = self.eval(y);
+            return [y, h, dh, om];
         }
         let zero = L::splat(T::ZERO);
+        let one = L::splat(T::ONE);
         let big = L::splat(T::max_value());
         let cv = L::splat(c);
         let cp1v = L::splat(cp1);
@@ -79,7 +88,12 @@ impl<T: Real> LaneSolve<T> for Tanh {
         let start = if c < T::ZERO { zero.lt(y).select(hi, lo) } else { lo * half + hi * half };
         let mut a = inside.select(a0, start);
         let tol = L::splat(T::TWO * T::EPS);
-        let mut done = lo.eq_mask(hi);
+        // 0.385 ≥ max|tanh″|/2 = 2/(3√3).
+        let g = T::from_f64(0.385) * (T::ONE + c.abs() / cp1.min(T::ONE));
+        let qtol = L::splat(T::HALF * T::EPS / g);
+        // (A bracket of one point, lo = hi, ends in the first iteration as "collapsed".)
+        let mut done = zero.lt(zero);
+        let mut out = [a; 4];
         for _ in 0..<Tanh as LaneSolve<T>>::LANE_BUDGET {
             let (h, dh, om) = self.eval(a);
             let f = (a - y) + cv * h;
@@ -92,29 +106,40 @@ impl<T: Real> LaneSolve<T> for Tanh {
             let cand = a - step;
             let ins = lo.lt(cand).and(cand.lt(hi));
             let mid = lo * half + hi * half;
-            // A step below 2ε|α| ends the lane (at the Newton point if it is inside the
-            // bracket, which it is unless it rounds onto the current end).
-            let small = step.vabs().le(tol * a.vabs());
+            let small = step.vabs().le(tol * a.vabs()).or(ins.and((step * step).le(qtol * a.vabs().vmin(one))));
             let collapsed = mid.eq_mask(lo).or(mid.eq_mask(hi));
             let fz = fneg.or(fpos).not();
-            let next = ins.select(cand, small.select(a, mid));
-            let stop = small.or(fz).or(collapsed);
+            // Lanes ending now: at α − δ with first-order updates (δ = 0 for fz / collapsed).
+            let fin = done.not().and(small.or(fz).or(collapsed));
+            let d = small.and(ins).select(step, zero);
+            let hn = dh.madd(-d, h);
+            let dhn = (L::splat(T::TWO) * h * dh).madd(d, dh);
+            out = [
+                fin.select(a - d, out[0]),
+                fin.select(hn, out[1]),
+                fin.select(dhn, out[2]),
+                fin.select(hn * hn, out[3]),
+            ];
+            let next = ins.select(cand, mid);
             a = done.or(fz).select(a, next);
-            done = done.or(stop);
+            done = done.or(fin);
             if done.all() {
-                return a;
+                return out;
             }
         }
-        L::from_fn(|j| {
+        // Lanes still open after the budget: the scalar solver (never reached in the tests).
+        let alpha = L::from_fn(|j| {
             if done.lane(j).is_nan() {
-                a.lane(j)
+                out[0].lane(j)
             } else {
                 match self.solve(y.lane(j), c, cp1) {
                     Ok((r, _)) => r,
                     Err(_) => T::nan(),
                 }
             }
-        })
+        });
+        let (h, dh, om) = self.eval(alpha);
+        [alpha, done.select(out[1], h), done.select(out[2], dh), done.select(out[3], om)]
     }
 }
 
@@ -122,9 +147,11 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
     const LANE_BUDGET: u32 = 0;
 
     #[inline(always)]
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, _c: T, cp1: T) -> L {
+    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, _c: T, cp1: T) -> [L; 4] {
         let (_, dh, om) = self.eval(y);
-        y / (om + dh * L::splat(cp1))
+        let alpha = y / (om + dh * L::splat(cp1));
+        let (h, dh, om) = self.eval(alpha);
+        [alpha, h, dh, om]
     }
 }
 
@@ -486,9 +513,8 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             };
             bad = bad.or(y.finite_mask().not());
             let y = bad.select(zero, y);
-            let alpha = layer.activation().solve_lanes(y, layer.w_dot_u_hat(), cp1);
+            let [alpha, h, dh, om] = layer.activation().solve_lanes(y, layer.w_dot_u_hat(), cp1);
             bad = bad.or(alpha.nan_mask());
-            let (h, dh, om) = layer.activation().eval(alpha);
             for i in 0..D {
                 x[i] = (-h).madd(L::splat(u[i]), x[i]);
             }
