@@ -290,6 +290,67 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         ld + prod.vln()
     }
 
+    /// [`Flow::forward_store`] for `G` independent chunks at once, layer by layer, so that the
+    /// chunks' dependency chains (dot product → tanh → update) overlap in the pipeline. Each
+    /// chunk's results are bitwise those of [`Flow::forward_store`].
+    #[inline]
+    pub fn forward_store_multi<L: Lane<Scalar = T>, const G: usize>(
+        &self,
+        z: &mut [[L; D]; G],
+        s: &mut [[L; K]; G],
+    ) -> [L; G] {
+        let limit = T::from_f64(1.152_921_504_606_847e18); // 2^60
+        let inv_limit = T::ONE / limit;
+        let mut ld = [L::splat(T::ZERO); G];
+        let mut prod = [L::splat(T::ONE); G];
+        let (mut lo, mut hi) = (T::ONE, T::ONE);
+        for (k, l) in self.layers().iter().enumerate() {
+            let cp1 = l.one_plus_w_dot_u_hat();
+            let (a, b) = l.activation().dh_range();
+            let (d1, d2) = ((T::ONE - a) + a * cp1, (T::ONE - b) + b * cp1);
+            let (dlo, dhi) = (d1.min(d2), d1.max(d2));
+            if lo * dlo < inv_limit || hi * dhi > limit {
+                for g in 0..G {
+                    ld[g] += prod[g].vln();
+                    prod[g] = L::splat(T::ONE);
+                }
+                lo = T::ONE;
+                hi = T::ONE;
+            }
+            for g in 0..G {
+                let (sk, det) = l.forward_lanes_s(&mut z[g]);
+                s[g][k] = sk;
+                prod[g] *= det;
+            }
+            lo *= dlo;
+            hi *= dhi;
+        }
+        for g in 0..G {
+            ld[g] += prod[g].vln();
+        }
+        ld
+    }
+
+    /// [`Flow::backward_point`] for `G` independent chunks at once (interleaved layer by layer);
+    /// the accumulators receive the chunks' contributions in chunk order, so the sums are
+    /// bitwise those of calling [`Flow::backward_point`] chunk after chunk.
+    #[inline]
+    pub fn backward_multi<L: Lane<Scalar = T>, const G: usize>(
+        &self,
+        x: &mut [[L; D]; G],
+        s: &[[L; K]; G],
+        gx: &mut [[L; D]; G],
+        g_ld: &[L; G],
+        acc: &mut [LayerAcc<L, D>; K],
+    ) {
+        for k in (0..K).rev() {
+            let l = &self.layers()[k];
+            for g in 0..G {
+                l.backward_lanes(&mut x[g], s[g][k], &mut gx[g], g_ld[g], &mut acc[k]);
+            }
+        }
+    }
+
     /// Backward pass for one point (or one lane-chunk of points): `x` is the flow's output, `s`
     /// the stored pre-activations, `gx` the loss gradient at the output and `g_ld` the gradient
     /// with respect to the total log-det. On return `x` holds the recovered input and `gx` the

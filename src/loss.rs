@@ -242,6 +242,9 @@ where
 /// Largest lane count of the SIMD types ([`wide::f32x16`]).
 const MAX_LANES: usize = 16;
 
+/// Chunks interleaved through the layers by the batched kernels.
+const GROUP: usize = 4;
+
 /// The batched (SIMD) form of [`reverse_kl_grad`]: `L::LANES` points per vector through the
 /// forward pass, the energy (scalar, per lane) and the backward pass, in one pass over the batch.
 /// The base draws come from the vectorised sampler ([`crate::simd::batch::normal_lanes`]), so
@@ -366,40 +369,55 @@ where
     let mut acc = [LayerAcc::<L, D>::zero(); K];
     let mut is = IsStats::new();
     let mut loss = 0.0f64;
-    let mut s = [L::splat(T::ZERO); K];
+    let mut s = [[L::splat(T::ZERO); K]; GROUP];
     let mut g = [[T::ZERO; D]; MAX_LANES];
     let mut p = 0;
     let half_ln_2pi_d = T::from_usize(D) * T::HALF_LN_2PI;
     while p < batch {
-        let cnt = w.min(batch - p);
-        let mut x = [L::splat(T::ZERO); D];
-        draw(&mut x);
-        let mut q = L::splat(T::ZERO);
-        for v in &x {
-            q = v.madd(*v, q);
-        }
-        let lp = -(L::splat(T::HALF) * q) - L::splat(half_ln_2pi_d);
-        let ld = flow.forward_store(&mut x, &mut s);
-        let log_q = lp - ld;
-        for (j, gj) in g.iter_mut().enumerate().take(cnt) {
-            let xj: [T; D] = core::array::from_fn(|i| x[i].lane(j));
-            let (u, gu) = energy.energy_and_grad(&xj);
-            let lq = log_q.lane(j);
-            if !(u.is_finite() && lq.is_finite() && gu.iter().all(|v| v.is_finite())) {
-                return Err(FlowError::NonFiniteInput);
+        // GROUP chunks of LANES points, interleaved through the layers; chunks past the end
+        // of the batch are zeros with zero upstream gradient (they contribute nothing).
+        let mut x = [[L::splat(T::ZERO); D]; GROUP];
+        let mut cnt = [0usize; GROUP];
+        for c in 0..GROUP {
+            cnt[c] = w.min(batch.saturating_sub(p + c * w));
+            if cnt[c] > 0 {
+                draw(&mut x[c]);
             }
-            loss += f64_of(lq + beta * u);
-            if diagnostics {
-                is.push(-f64_of(u) - f64_of(lq));
-            }
-            *gj = gu;
         }
-        let mut gx: [L; D] = core::array::from_fn(|i| {
-            L::from_fn(|j| if j < cnt { beta * g[j][i] } else { T::ZERO })
-        });
-        let g_ld = L::from_fn(|j| if j < cnt { -T::ONE } else { T::ZERO });
-        flow.backward_point(&mut x, &s, &mut gx, g_ld, &mut acc);
-        p += cnt;
+        let mut lp = [L::splat(T::ZERO); GROUP];
+        for c in 0..GROUP {
+            let mut q = L::splat(T::ZERO);
+            for v in &x[c] {
+                q = v.madd(*v, q);
+            }
+            lp[c] = -(L::splat(T::HALF) * q) - L::splat(half_ln_2pi_d);
+        }
+        let ld = flow.forward_store_multi(&mut x, &mut s);
+        let mut gx = [[L::splat(T::ZERO); D]; GROUP];
+        let mut g_ld = [L::splat(T::ZERO); GROUP];
+        for c in 0..GROUP {
+            let log_q = lp[c] - ld[c];
+            for (j, gj) in g.iter_mut().enumerate().take(cnt[c]) {
+                let xj: [T; D] = core::array::from_fn(|i| x[c][i].lane(j));
+                let (u, gu) = energy.energy_and_grad(&xj);
+                let lq = log_q.lane(j);
+                if !(u.is_finite() && lq.is_finite() && gu.iter().all(|v| v.is_finite())) {
+                    return Err(FlowError::NonFiniteInput);
+                }
+                loss += f64_of(lq + beta * u);
+                if diagnostics {
+                    is.push(-f64_of(u) - f64_of(lq));
+                }
+                *gj = gu;
+            }
+            let n = cnt[c];
+            gx[c] = core::array::from_fn(|i| {
+                L::from_fn(|j| if j < n { beta * g[j][i] } else { T::ZERO })
+            });
+            g_ld[c] = L::from_fn(|j| if j < n { -T::ONE } else { T::ZERO });
+        }
+        flow.backward_multi(&mut x, &s, &mut gx, &g_ld, &mut acc);
+        p += cnt.iter().sum::<usize>();
     }
     // Reduce the lanes in a fixed order (bitwise reproducible).
     let red = |v: L| (0..w).fold(T::ZERO, |a, j| a + v.lane(j));
