@@ -53,7 +53,8 @@ pub trait LaneSolve<T: Real>: Activation<T> {
     /// The root `α` of `α + c·h(α) = y` in every lane (finite `y` lanes, `cp1 = 1 + c > 0`),
     /// with `(h(α), h′(α), 1 − h′(α))` as [`Activation::eval`] gives them (to a few ulps). A lane
     /// the scalar solver would reject gives NaN.
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> [L; 4];
+    /// `M` chunks are solved together (independent dependency chains, for ILP).
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], c: T, cp1: T) -> [[L; 4]; M];
 }
 
 impl<T: Real> LaneSolve<T> for Tanh {
@@ -66,10 +67,12 @@ impl<T: Real> LaneSolve<T> for Tanh {
     /// `|δ| ≤ 2ε|α|`, or a zero residual, or a bracket of adjacent floats. It then returns
     /// `α − δ` and `h, h′` carried to it by first-order Taylor updates (error `O(δ²)`, below
     /// rounding by the same criterion), so the root costs no extra `tanh`.
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, c: T, cp1: T) -> [L; 4] {
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], c: T, cp1: T) -> [[L; 4]; M] {
         if c == T::ZERO {
-            let (h, dh, om) = self.eval(y);
-            return [y, h, dh, om];
+            return y.map(|y| {
+                let (h, dh, om) = self.eval(y);
+                [y, h, dh, om]
+            });
         }
         let zero = L::splat(T::ZERO);
         let one = L::splat(T::ONE);
@@ -77,69 +80,79 @@ impl<T: Real> LaneSolve<T> for Tanh {
         let cv = L::splat(c);
         let cp1v = L::splat(cp1);
         let half = L::splat(T::HALF);
-        let (mut lo, mut hi) = if c > T::ZERO {
-            ((y - cv).vmax(y.vmin(zero)), (y + cv).vmin(y.vmax(zero)))
-        } else {
-            let pos = zero.lt(y);
-            (pos.select(y, (y + cv).vmax(-big)), pos.select((y - cv).vmin(big), y))
-        };
-        let a0 = y * L::splat(T::ONE / cp1);
-        let inside = lo.lt(a0).and(a0.lt(hi));
-        let start = if c < T::ZERO { zero.lt(y).select(hi, lo) } else { lo * half + hi * half };
-        let mut a = inside.select(a0, start);
         let tol = L::splat(T::TWO * T::EPS);
         // 0.385 ≥ max|tanh″|/2 = 2/(3√3).
         let g = T::from_f64(0.385) * (T::ONE + c.abs() / cp1.min(T::ONE));
         let qtol = L::splat(T::HALF * T::EPS / g);
+        let mut lo = [zero; M];
+        let mut hi = [zero; M];
+        let mut a = [zero; M];
+        for m in 0..M {
+            let y = y[m];
+            (lo[m], hi[m]) = if c > T::ZERO {
+                ((y - cv).vmax(y.vmin(zero)), (y + cv).vmin(y.vmax(zero)))
+            } else {
+                let pos = zero.lt(y);
+                (pos.select(y, (y + cv).vmax(-big)), pos.select((y - cv).vmin(big), y))
+            };
+            let a0 = y * L::splat(T::ONE / cp1);
+            let inside = lo[m].lt(a0).and(a0.lt(hi[m]));
+            let start = if c < T::ZERO { zero.lt(y).select(hi[m], lo[m]) } else { lo[m] * half + hi[m] * half };
+            a[m] = inside.select(a0, start);
+        }
         // (A bracket of one point, lo = hi, ends in the first iteration as "collapsed".)
-        let mut done = zero.lt(zero);
-        let mut out = [a; 4];
+        let mut done = [zero.lt(zero); M];
+        let mut out = [[zero; 4]; M];
         for _ in 0..<Tanh as LaneSolve<T>>::LANE_BUDGET {
-            let (h, dh, om) = self.eval(a);
-            let f = (a - y) + cv * h;
-            let df = om + dh * cp1v;
-            let fneg = f.lt(zero);
-            let fpos = zero.lt(f);
-            lo = fneg.select(a, lo);
-            hi = fpos.select(a, hi);
-            let step = f / df;
-            let cand = a - step;
-            let ins = lo.lt(cand).and(cand.lt(hi));
-            let mid = lo * half + hi * half;
-            let small = step.vabs().le(tol * a.vabs()).or(ins.and((step * step).le(qtol * a.vabs().vmin(one))));
-            let collapsed = mid.eq_mask(lo).or(mid.eq_mask(hi));
-            let fz = fneg.or(fpos).not();
-            // Lanes ending now: at α − δ with first-order updates (δ = 0 for fz / collapsed).
-            let fin = done.not().and(small.or(fz).or(collapsed));
-            let d = small.and(ins).select(step, zero);
-            let hn = dh.madd(-d, h);
-            let dhn = (L::splat(T::TWO) * h * dh).madd(d, dh);
-            out = [
-                fin.select(a - d, out[0]),
-                fin.select(hn, out[1]),
-                fin.select(dhn, out[2]),
-                fin.select(hn * hn, out[3]),
-            ];
-            let next = ins.select(cand, mid);
-            a = done.or(fz).select(a, next);
-            done = done.or(fin);
-            if done.all() {
+            let mut all = true;
+            for m in 0..M {
+                let (h, dh, om) = self.eval(a[m]);
+                let f = (a[m] - y[m]) + cv * h;
+                let df = om + dh * cp1v;
+                let fneg = f.lt(zero);
+                let fpos = zero.lt(f);
+                lo[m] = fneg.select(a[m], lo[m]);
+                hi[m] = fpos.select(a[m], hi[m]);
+                let step = f / df;
+                let cand = a[m] - step;
+                let ins = lo[m].lt(cand).and(cand.lt(hi[m]));
+                let mid = lo[m] * half + hi[m] * half;
+                let small =
+                    step.vabs().le(tol * a[m].vabs()).or(ins.and((step * step).le(qtol * a[m].vabs().vmin(one))));
+                let collapsed = mid.eq_mask(lo[m]).or(mid.eq_mask(hi[m]));
+                let fz = fneg.or(fpos).not();
+                // Lanes ending now: at α − δ with first-order updates (δ = 0 for fz / collapsed).
+                let fin = done[m].not().and(small.or(fz).or(collapsed));
+                let d = small.and(ins).select(step, zero);
+                let hn = dh.madd(-d, h);
+                let dhn = (L::splat(T::TWO) * h * dh).madd(d, dh);
+                let o = &mut out[m];
+                *o = [fin.select(a[m] - d, o[0]), fin.select(hn, o[1]), fin.select(dhn, o[2]), fin.select(hn * hn, o[3])];
+                let next = ins.select(cand, mid);
+                a[m] = done[m].or(fz).select(a[m], next);
+                done[m] = done[m].or(fin);
+                all &= done[m].all();
+            }
+            if all {
                 return out;
             }
         }
         // Lanes still open after the budget: the scalar solver (never reached in the tests).
-        let alpha = L::from_fn(|j| {
-            if done.lane(j).is_nan() {
-                out[0].lane(j)
-            } else {
-                match self.solve(y.lane(j), c, cp1) {
-                    Ok((r, _)) => r,
-                    Err(_) => T::nan(),
+        core::array::from_fn(|m| {
+            let (done, out) = (done[m], out[m]);
+            let alpha = L::from_fn(|j| {
+                if done.lane(j).is_nan() {
+                    out[0].lane(j)
+                } else {
+                    match self.solve(y[m].lane(j), c, cp1) {
+                        Ok((r, _)) => r,
+                        Err(_) => T::nan(),
+                    }
                 }
-            }
-        });
-        let (h, dh, om) = self.eval(alpha);
-        [alpha, done.select(out[1], h), done.select(out[2], dh), done.select(out[3], om)]
+            });
+            let (h, dh, om) = self.eval(alpha);
+            [alpha, done.select(out[1], h), done.select(out[2], dh), done.select(out[3], om)]
+        })
     }
 }
 
@@ -147,11 +160,13 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
     const LANE_BUDGET: u32 = 0;
 
     #[inline(always)]
-    fn solve_lanes<L: SimdLane<Scalar = T>>(&self, y: L, _c: T, cp1: T) -> [L; 4] {
-        let (_, dh, om) = self.eval(y);
-        let alpha = y / (om + dh * L::splat(cp1));
-        let (h, dh, om) = self.eval(alpha);
-        [alpha, h, dh, om]
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], _c: T, cp1: T) -> [[L; 4]; M] {
+        y.map(|y| {
+            let (_, dh, om) = self.eval(y);
+            let alpha = y / (om + dh * L::splat(cp1));
+            let (h, dh, om) = self.eval(alpha);
+            [alpha, h, dh, om]
+        })
     }
 }
 
@@ -479,56 +494,107 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
     /// would fail (non-finite input or intermediate overflow): their outputs are NaN.
     pub fn inverse_log_det_lanes<L: SimdLane<Scalar = T>>(&self, x: &mut [L; D]) -> (L, L) {
         let flush = ln_plan(self.layers());
-        self.inv_chunk(x, &flush)
+        let mut c = [*x];
+        let (ld, bad) = self.inv_group(&mut c, &flush);
+        *x = c[0];
+        (ld[0], bad[0])
     }
 
     #[inline(always)]
-    fn inv_chunk<L: SimdLane<Scalar = T>>(&self, x: &mut [L; D], flush: &[bool; K]) -> (L, L) {
+    fn inv_group<L: SimdLane<Scalar = T>, const M: usize>(&self, x: &mut [[L; D]; M], flush: &[bool; K]) -> ([L; M], [L; M]) {
         let zero = L::splat(T::ZERO);
         let one = L::splat(T::ONE);
-        let mut bad = zero.lt(zero);
-        for v in x.iter() {
-            bad = bad.or(v.finite_mask().not());
+        let mut bad = [zero.lt(zero); M];
+        for m in 0..M {
+            for v in x[m].iter() {
+                bad[m] = bad[m].or(v.finite_mask().not());
+            }
         }
-        let mut ld = zero;
-        let mut prod = one;
+        let mut ld = [zero; M];
+        let mut prod = [one; M];
         for k in (0..K).rev() {
             let layer = &self.layers()[k];
             let w = layer.w();
             let u = layer.u_hat();
             let cp1 = layer.one_plus_w_dot_u_hat();
-            let y = if D < 8 {
-                let mut y = L::splat(layer.b());
+            let y: [L; M] = core::array::from_fn(|m| {
+                let x = &x[m];
+                let y = if D < 8 {
+                    let mut y = L::splat(layer.b());
+                    for i in 0..D {
+                        y = x[i].madd(L::splat(w[i]), y);
+                    }
+                    y
+                } else {
+                    let mut p = [L::splat(T::ZERO); 4];
+                    p[0] = L::splat(layer.b());
+                    for i in 0..D {
+                        p[i % 4] = x[i].madd(L::splat(w[i]), p[i % 4]);
+                    }
+                    (p[0] + p[1]) + (p[2] + p[3])
+                };
+                bad[m] = bad[m].or(y.finite_mask().not());
+                bad[m].select(zero, y)
+            });
+            let r = layer.activation().solve_lanes(y, layer.w_dot_u_hat(), cp1);
+            for m in 0..M {
+                let [alpha, h, dh, om] = r[m];
+                bad[m] = bad[m].or(alpha.nan_mask());
                 for i in 0..D {
-                    y = x[i].madd(L::splat(w[i]), y);
+                    x[m][i] = (-h).madd(L::splat(u[i]), x[m][i]);
                 }
-                y
-            } else {
-                let mut p = [L::splat(T::ZERO); 4];
-                p[0] = L::splat(layer.b());
-                for i in 0..D {
-                    p[i % 4] = x[i].madd(L::splat(w[i]), p[i % 4]);
+                prod[m] *= dh.madd(L::splat(cp1), om);
+                if k == 0 || flush[k - 1] {
+                    ld[m] -= prod[m].vln();
+                    prod[m] = one;
                 }
-                (p[0] + p[1]) + (p[2] + p[3])
-            };
-            bad = bad.or(y.finite_mask().not());
-            let y = bad.select(zero, y);
-            let [alpha, h, dh, om] = layer.activation().solve_lanes(y, layer.w_dot_u_hat(), cp1);
-            bad = bad.or(alpha.nan_mask());
-            for i in 0..D {
-                x[i] = (-h).madd(L::splat(u[i]), x[i]);
-            }
-            prod *= dh.madd(L::splat(cp1), om);
-            if k == 0 || flush[k - 1] {
-                ld -= prod.vln();
-                prod = one;
             }
         }
         let nan = L::splat(T::nan());
-        for v in x.iter_mut() {
-            *v = bad.select(nan, *v);
+        for m in 0..M {
+            for v in x[m].iter_mut() {
+                *v = bad[m].select(nan, *v);
+            }
+            ld[m] = bad[m].select(nan, ld[m]);
         }
-        (bad.select(nan, ld), bad)
+        (ld, bad)
+    }
+
+    fn inv_drive_m<const M: usize>(&self, x: &[[T; D]], z: &mut [[T; D]], out: &mut [T], log_prob: bool, flush: &[bool; K]) -> usize
+    where
+        T: SimdReal,
+    {
+        let w = <T::Simd as Lane>::LANES;
+        let n = x.len();
+        let mut p = 0;
+        let mut failed = 0;
+        let mut emit = |p: usize, cnt: usize, c: &[T::Simd; D], ld: T::Simd, bad: T::Simd, z: &mut [[T; D]], out: &mut [T]| {
+            for j in 0..cnt {
+                failed += usize::from(bad.lane(j).is_nan());
+            }
+            if log_prob {
+                store1(base_lp(c) + ld, &mut out[p..p + cnt]);
+            } else {
+                store(c, &mut z[p..p + cnt]);
+                store1(ld, &mut out[p..p + cnt]);
+            }
+        };
+        while p + M * w <= n {
+            let mut c: [[T::Simd; D]; M] = core::array::from_fn(|m| load(&x[p + m * w..p + (m + 1) * w]));
+            let (ld, bad) = self.inv_group(&mut c, flush);
+            for m in 0..M {
+                emit(p + m * w, w, &c[m], ld[m], bad[m], z, out);
+            }
+            p += M * w;
+        }
+        while p < n {
+            let cnt = w.min(n - p);
+            let mut c = [load(&x[p..p + cnt])];
+            let (ld, bad) = self.inv_group(&mut c, flush);
+            emit(p, cnt, &c[0], ld[0], bad[0], z, out);
+            p += cnt;
+        }
+        failed
     }
 
     fn inv_drive(&self, x: &[[T; D]], z: &mut [[T; D]], out: &mut [T], log_prob: bool) -> usize
@@ -536,26 +602,11 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         T: SimdReal,
     {
         let flush = ln_plan(self.layers());
-        let w = <T::Simd as Lane>::LANES;
-        let n = x.len();
-        let mut p = 0;
-        let mut failed = 0;
-        while p < n {
-            let cnt = w.min(n - p);
-            let mut c: [T::Simd; D] = load(&x[p..p + cnt]);
-            let (ld, bad) = self.inv_chunk(&mut c, &flush);
-            for j in 0..cnt {
-                failed += usize::from(bad.lane(j).is_nan());
-            }
-            if log_prob {
-                store1(base_lp(&c) + ld, &mut out[p..p + cnt]);
-            } else {
-                store(&c, &mut z[p..p + cnt]);
-                store1(ld, &mut out[p..p + cnt]);
-            }
-            p += cnt;
+        if D <= 4 {
+            self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
+        } else {
+            self.inv_drive_m::<2>(x, z, out, log_prob, &flush)
         }
-        failed
     }
 
     /// `z[n] = g⁻¹(x[n])` and `log_det[n] = ln|det J_{g⁻¹}(x[n])|`, by the lane-wise safeguarded
