@@ -32,9 +32,15 @@ fn group<T: Real + SimdReal, const D: usize>(c: &mut Criterion, name: &str) {
     flow.forward_log_det_batch(&z, &mut x, &mut ld).unwrap();
     let xs = x.clone();
     let mut g = c.benchmark_group(format!("{name}/d{D}"));
-    g.throughput(Throughput::Elements((N * K) as u64)).sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
+    g.throughput(Throughput::Elements((N * K) as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
     g.bench_function(BenchmarkId::new("forward_log_det", "simd"), |b| {
-        b.iter(|| flow.forward_log_det_batch(black_box(&z), &mut x, &mut ld).unwrap())
+        b.iter(|| {
+            flow.forward_log_det_batch(black_box(&z), &mut x, &mut ld)
+                .unwrap()
+        })
     });
     g.bench_function(BenchmarkId::new("forward_log_det", "scalar"), |b| {
         b.iter(|| {
@@ -45,7 +51,10 @@ fn group<T: Real + SimdReal, const D: usize>(c: &mut Criterion, name: &str) {
     });
     let mut zo = vec![[T::ZERO; D]; N];
     g.bench_function(BenchmarkId::new("inverse", "simd"), |b| {
-        b.iter(|| flow.inverse_batch(black_box(&xs), &mut zo, &mut ld).unwrap())
+        b.iter(|| {
+            flow.inverse_batch(black_box(&xs), &mut zo, &mut ld)
+                .unwrap()
+        })
     });
     g.bench_function(BenchmarkId::new("inverse", "scalar"), |b| {
         b.iter(|| {

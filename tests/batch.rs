@@ -42,7 +42,13 @@ fn err_ulp64(got: f64, want: f64) -> f64 {
 }
 
 /// Dense sweep of `f` over `[a, b]`, `n` points, in lanes of `L`.
-fn sweep32<L: SimdLane<Scalar = f32>>(a: f64, b: f64, n: usize, mut f: impl FnMut(L) -> L, want: impl Fn(f32) -> f64) -> f64 {
+fn sweep32<L: SimdLane<Scalar = f32>>(
+    a: f64,
+    b: f64,
+    n: usize,
+    mut f: impl FnMut(L) -> L,
+    want: impl Fn(f32) -> f64,
+) -> f64 {
     let mut worst: f64 = 0.0;
     let mut i = 0;
     while i < n {
@@ -56,7 +62,13 @@ fn sweep32<L: SimdLane<Scalar = f32>>(a: f64, b: f64, n: usize, mut f: impl FnMu
     }
     worst
 }
-fn sweep64<L: SimdLane<Scalar = f64>>(a: f64, b: f64, n: usize, mut f: impl FnMut(L) -> L, want: impl Fn(f64) -> f64) -> f64 {
+fn sweep64<L: SimdLane<Scalar = f64>>(
+    a: f64,
+    b: f64,
+    n: usize,
+    mut f: impl FnMut(L) -> L,
+    want: impl Fn(f64) -> f64,
+) -> f64 {
     let mut worst: f64 = 0.0;
     let mut i = 0;
     while i < n {
@@ -80,14 +92,33 @@ fn sech2_ref(x: f64) -> f64 {
 fn math_exp_m1_f32() {
     let mut worst: f64 = 0.0;
     for (a, b) in [(-90.0, 89.0), (-1.0, 1.0), (-1e-3, 1e-3)] {
-        worst = worst.max(sweep32::<f32x8>(a, b, 1 << 20, math::exp_m1, |x| libm::expm1(x as f64)));
-        worst = worst.max(sweep32::<f32x16>(a, b, 1 << 18, math::exp_m1, |x| libm::expm1(x as f64)));
+        worst = worst.max(sweep32::<f32x8>(a, b, 1 << 20, math::exp_m1, |x| {
+            libm::expm1(x as f64)
+        }));
+        worst = worst.max(sweep32::<f32x16>(a, b, 1 << 18, math::exp_m1, |x| {
+            libm::expm1(x as f64)
+        }));
     }
     println!("exp_m1 f32: max {worst:.3} ulp vs libm (f64)");
     assert!(worst <= 2.0, "{worst}");
-    let s = f32x8::from([f32::NAN, f32::INFINITY, -f32::INFINITY, 0.0, -0.0, 100.0, -200.0, 88.7]);
+    let s = f32x8::from([
+        f32::NAN,
+        f32::INFINITY,
+        -f32::INFINITY,
+        0.0,
+        -0.0,
+        100.0,
+        -200.0,
+        88.7,
+    ]);
     let r = math::exp_m1(s).to_array();
-    assert!(r[0].is_nan() && r[1] == f32::INFINITY && r[2] == -1.0 && r[3] == 0.0 && r[5] == f32::INFINITY);
+    assert!(
+        r[0].is_nan()
+            && r[1] == f32::INFINITY
+            && r[2] == -1.0
+            && r[3] == 0.0
+            && r[5] == f32::INFINITY
+    );
     assert_eq!(r[6], -1.0);
     assert!(r[7].is_finite());
 }
@@ -109,16 +140,22 @@ fn math_ln() {
     let mut w32: f64 = 0.0;
     let n = 1 << 20;
     for i in (0..n).step_by(8) {
-        let x = f32x8::from_fn(|j| f32::from_bits(1 + (((i + j) as u64 * 0x7f7f_fffe) / n as u64) as u32));
+        let x = f32x8::from_fn(|j| {
+            f32::from_bits(1 + (((i + j) as u64 * 0x7f7f_fffe) / n as u64) as u32)
+        });
         let y = math::ln(x);
         for j in 0..8 {
             w32 = w32.max(err_ulp32(y.lane(j), libm::log(x.lane(j) as f64)));
         }
     }
-    w32 = w32.max(sweep32::<f32x16>(0.5, 2.0, 1 << 18, math::ln, |x| libm::log(x as f64)));
+    w32 = w32.max(sweep32::<f32x16>(0.5, 2.0, 1 << 18, math::ln, |x| {
+        libm::log(x as f64)
+    }));
     let mut w64: f64 = 0.0;
     for i in (0..n).step_by(4) {
-        let x = f64x4::from_fn(|j| f64::from_bits(1 + ((i + j) as u64) * (0x7fef_ffff_ffff_fffe / n as u64)));
+        let x = f64x4::from_fn(|j| {
+            f64::from_bits(1 + ((i + j) as u64) * (0x7fef_ffff_ffff_fffe / n as u64))
+        });
         let y = math::ln(x);
         for j in 0..4 {
             w64 = w64.max(err_ulp64(y.lane(j), libm::log(x.lane(j))));
@@ -137,31 +174,89 @@ fn math_tanh_sech2() {
     let mut ws32: f64 = 0.0;
     // sech² ≥ 4e^{−87} (f32) outside the documented flush-to-zero tail: |x| ≤ 42.8.
     for (a, b) in [(-42.8, 42.8), (-1.0, 1.0), (-1e-3, 1e-3)] {
-        wt32 = wt32.max(sweep32::<f32x8>(a, b, 1 << 20, |x| math::tanh_sech2(x).0, |x| libm::tanh(x as f64)));
-        ws32 = ws32.max(sweep32::<f32x8>(a, b, 1 << 20, |x| math::tanh_sech2(x).1, |x| sech2_ref(x as f64)));
-        ws32 = ws32.max(sweep32::<f32x16>(a, b, 1 << 18, |x| math::tanh_sech2(x).1, |x| sech2_ref(x as f64)));
+        wt32 = wt32.max(sweep32::<f32x8>(
+            a,
+            b,
+            1 << 20,
+            |x| math::tanh_sech2(x).0,
+            |x| libm::tanh(x as f64),
+        ));
+        ws32 = ws32.max(sweep32::<f32x8>(
+            a,
+            b,
+            1 << 20,
+            |x| math::tanh_sech2(x).1,
+            |x| sech2_ref(x as f64),
+        ));
+        ws32 = ws32.max(sweep32::<f32x16>(
+            a,
+            b,
+            1 << 18,
+            |x| math::tanh_sech2(x).1,
+            |x| sech2_ref(x as f64),
+        ));
     }
     let mut wt64: f64 = 0.0;
     let mut ws64: f64 = 0.0;
     for (a, b) in [(-353.0, 353.0), (-2.0, 2.0), (-1e-6, 1e-6)] {
-        wt64 = wt64.max(sweep64::<f64x4>(a, b, 1 << 20, |x| math::tanh_sech2(x).0, libm::tanh));
+        wt64 = wt64.max(sweep64::<f64x4>(
+            a,
+            b,
+            1 << 20,
+            |x| math::tanh_sech2(x).0,
+            libm::tanh,
+        ));
         // f64 sech² against double-double (the scalar `Lane::tanh_sech2` forms `1 + expm1(−2|x|)`,
         // which loses relative accuracy once e^{−2|x|} < ε: it is no reference in the tails).
         // Tails |x| ≥ 20: sech² x = 4e^{−2|x|}·(1 + O(1e−17)), libm's exp (≤ 1 ulp) is the reference.
-        ws64 = ws64.max(sweep64::<f64x4>(a.min(-20.0).max(-30.0), b.max(20.0).min(30.0), 1 << 16, |x| math::tanh_sech2(x).1, |x| {
-            if x.abs() >= 20.0 { 4.0 * libm::exp(-2.0 * x.abs()) } else { crate::support::dd::Dd::new(x).tanh_sech2().1.to_f64() }
-        }));
-        ws64 = ws64.max(sweep64::<f64x4>(a, b, 1 << 18, |x| math::tanh_sech2(x).1, |x| {
-            if x.abs() >= 20.0 { 4.0 * libm::exp(-2.0 * x.abs()) } else { crate::support::dd::Dd::new(x).tanh_sech2().1.to_f64() }
-        }));
+        ws64 = ws64.max(sweep64::<f64x4>(
+            a.clamp(-30.0, -20.0),
+            b.clamp(20.0, 30.0),
+            1 << 16,
+            |x| math::tanh_sech2(x).1,
+            |x| {
+                if x.abs() >= 20.0 {
+                    4.0 * libm::exp(-2.0 * x.abs())
+                } else {
+                    crate::support::dd::Dd::new(x).tanh_sech2().1.to_f64()
+                }
+            },
+        ));
+        ws64 = ws64.max(sweep64::<f64x4>(
+            a,
+            b,
+            1 << 18,
+            |x| math::tanh_sech2(x).1,
+            |x| {
+                if x.abs() >= 20.0 {
+                    4.0 * libm::exp(-2.0 * x.abs())
+                } else {
+                    crate::support::dd::Dd::new(x).tanh_sech2().1.to_f64()
+                }
+            },
+        ));
     }
-    println!("tanh: f32 {wt32:.3} ulp, f64 {wt64:.3} ulp vs libm; sech²: f32 {ws32:.3} ulp vs f64, f64 {ws64:.3} ulp vs double-double");
+    println!(
+        "tanh: f32 {wt32:.3} ulp, f64 {wt64:.3} ulp vs libm; sech²: f32 {ws32:.3} ulp vs f64, f64 {ws64:.3} ulp vs double-double"
+    );
     assert!(wt32 <= 3.0 && wt64 <= 4.0, "{wt32} {wt64}");
     assert!(ws32 <= 6.0 && ws64 <= 6.0, "{ws32} {ws64}");
-    let (t, s) = math::tanh_sech2(f32x8::from([f32::NAN, f32::INFINITY, -f32::INFINITY, 0.0, -0.0, 50.0, -50.0, 1.0]));
+    let (t, s) = math::tanh_sech2(f32x8::from([
+        f32::NAN,
+        f32::INFINITY,
+        -f32::INFINITY,
+        0.0,
+        -0.0,
+        50.0,
+        -50.0,
+        1.0,
+    ]));
     let (t, s) = (t.to_array(), s.to_array());
     assert!(t[0].is_nan() && s[0].is_nan());
-    assert_eq!((t[1], s[1], t[2], s[2], t[3], s[3]), (1.0, 0.0, -1.0, 0.0, 0.0, 1.0));
+    assert_eq!(
+        (t[1], s[1], t[2], s[2], t[3], s[3]),
+        (1.0, 0.0, -1.0, 0.0, 0.0, 1.0)
+    );
     assert!(t[4] == 0.0 && t[4].is_sign_negative());
     assert_eq!((t[5], t[6]), (1.0, -1.0));
 }
@@ -180,7 +275,8 @@ fn normal(r: &mut Xoshiro256PlusPlus) -> f64 {
 fn flow<T: Real, const D: usize>(seed: u64, hard: bool) -> Flow<T, D, K> {
     let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
     let layers = core::array::from_fn(|k| {
-        let mut u: [T; D] = core::array::from_fn(|_| T::from_f64(0.7 * normal(&mut r) / (D as f64).sqrt()));
+        let mut u: [T; D] =
+            core::array::from_fn(|_| T::from_f64(0.7 * normal(&mut r) / (D as f64).sqrt()));
         let w: [T; D] = core::array::from_fn(|_| T::from_f64(normal(&mut r) / (D as f64).sqrt()));
         let mut b = T::from_f64(0.5 * normal(&mut r));
         if hard && k == 3 {
@@ -244,7 +340,11 @@ fn check_flow<T: Real + SimdReal, const D: usize>(seed: u64, hard: bool, adversa
     let f = flow::<T, D>(seed, hard);
     let eps = T::EPS.to_f64_lossy();
     let tol_f = TOL * K as f64 * eps;
-    let cond: f64 = f.layers().iter().map(|l| l.conditioning().to_f64_lossy()).product();
+    let cond: f64 = f
+        .layers()
+        .iter()
+        .map(|l| l.conditioning().to_f64_lossy())
+        .product();
     let tol_i = tol_f * cond;
     let lanes = <T::Simd as Lane>::LANES;
     for n in [0, 1, lanes - 1, lanes, lanes + 1, 4 * lanes + 3, 37, 131] {
@@ -259,12 +359,26 @@ fn check_flow<T: Real + SimdReal, const D: usize>(seed: u64, hard: bool, adversa
         for p in 0..n {
             let (xr, ldr) = f.forward_and_log_det(&z[p]);
             for i in 0..D {
-                assert!(close(x[p][i], xr[i], tol_f), "fwd D={D} n={n} p={p} i={i}: {:?} vs {:?}", x[p][i], xr[i]);
+                assert!(
+                    close(x[p][i], xr[i], tol_f),
+                    "fwd D={D} n={n} p={p} i={i}: {:?} vs {:?}",
+                    x[p][i],
+                    xr[i]
+                );
                 assert!(close(x2[p][i], xr[i], tol_f), "fwd-only D={D} p={p}");
             }
-            assert!(close(ld[p], ldr, tol_f), "ld D={D} n={n} p={p}: {:?} vs {:?} (z {:?})", ld[p], ldr, z[p]);
+            assert!(
+                close(ld[p], ldr, tol_f),
+                "ld D={D} n={n} p={p}: {:?} vs {:?} (z {:?})",
+                ld[p],
+                ldr,
+                z[p]
+            );
             let lpr = f.log_prob_normalizing(&z[p]);
-            assert!(close(lp[p], lpr, tol_f), "lp_norm D={D} p={p}: {lp:?} vs {lpr:?}");
+            assert!(
+                close(lp[p], lpr, tol_f),
+                "lp_norm D={D} p={p}: {lp:?} vs {lpr:?}"
+            );
         }
         // Inverse of the forward images (and of the raw points, which hits the adversarial ones).
         for src in [&x, &z] {
@@ -279,15 +393,32 @@ fn check_flow<T: Real + SimdReal, const D: usize>(seed: u64, hard: bool, adversa
                 match f.inverse_and_log_det(&src[p]) {
                     Ok((zr, ldr)) => {
                         for i in 0..D {
-                            assert!(close(zi[p][i], zr[i], tol_i), "inv D={D} n={n} p={p} i={i}: {:?} vs {:?}", zi[p][i], zr[i]);
+                            assert!(
+                                close(zi[p][i], zr[i], tol_i),
+                                "inv D={D} n={n} p={p} i={i}: {:?} vs {:?}",
+                                zi[p][i],
+                                zr[i]
+                            );
                         }
-                        assert!(close(ldi[p], ldr, tol_i), "inv ld D={D} p={p}: {:?} vs {:?}", ldi[p], ldr);
+                        assert!(
+                            close(ldi[p], ldr, tol_i),
+                            "inv ld D={D} p={p}: {:?} vs {:?}",
+                            ldi[p],
+                            ldr
+                        );
                         let lqr = f.log_prob(&src[p]).unwrap();
-                        assert!(close(lq[p], lqr, tol_i), "log_prob D={D} p={p}: {:?} vs {:?}", lq[p], lqr);
+                        assert!(
+                            close(lq[p], lqr, tol_i),
+                            "log_prob D={D} p={p}: {:?} vs {:?}",
+                            lq[p],
+                            lqr
+                        );
                     }
                     Err(_) => {
                         want_failed += 1;
-                        assert!(zi[p].iter().all(|v| v.is_nan()) && ldi[p].is_nan() && lq[p].is_nan());
+                        assert!(
+                            zi[p].iter().all(|v| v.is_nan()) && ldi[p].is_nan() && lq[p].is_nan()
+                        );
                     }
                 }
             }
@@ -380,8 +511,9 @@ fn soa_and_lanes_forms_match_the_batch() {
     let mut ld = vec![0.0f32; 48];
     f.forward_log_det_batch(&pts, &mut x, &mut ld).unwrap();
     // f32x16 chunks (structure of arrays).
-    let mut soa: Vec<[f32x16; 3]> =
-        (0..3).map(|c| core::array::from_fn(|i| f32x16::from_fn(|j| pts[16 * c + j][i]))).collect();
+    let mut soa: Vec<[f32x16; 3]> = (0..3)
+        .map(|c| core::array::from_fn(|i| f32x16::from_fn(|j| pts[16 * c + j][i])))
+        .collect();
     let mut lds = vec![f32x16::splat(0.0); 3];
     f.forward_log_det_soa(&mut soa, &mut lds).unwrap();
     let tol = TOL * K as f64 * f32::EPSILON as f64;
@@ -432,7 +564,9 @@ fn check_normal(mut v: Vec<f64>) {
     let mut d: f64 = 0.0;
     for (i, x) in v.iter().enumerate() {
         let c = phi(*x);
-        d = d.max((c - i as f64 / n).abs()).max(((i + 1) as f64 / n - c).abs());
+        d = d
+            .max((c - i as f64 / n).abs())
+            .max(((i + 1) as f64 / n - c).abs());
     }
     assert!(d < 1.95 / n.sqrt(), "KS {d}");
 }
@@ -444,7 +578,12 @@ fn sampler_lanes_are_standard_normal() {
     let mut v64 = Vec::new();
     while v32.len() < 1 << 17 {
         let (a, b) = flowcore::simd::batch::normal_lanes::<f32x8, _>(&mut r);
-        v32.extend(a.to_array().iter().chain(b.to_array().iter()).map(|x| *x as f64));
+        v32.extend(
+            a.to_array()
+                .iter()
+                .chain(b.to_array().iter())
+                .map(|x| *x as f64),
+        );
         let (a, b) = flowcore::simd::batch::normal_lanes::<f64x4, _>(&mut r);
         v64.extend(a.to_array().iter().chain(b.to_array().iter()));
     }
@@ -464,7 +603,12 @@ fn sample_batch_matches_density_and_base() {
     for p in 0..n + 3 {
         // log q from the batch equals the density through the exact scalar inverse.
         let want = f.log_prob(&x[p]).unwrap();
-        assert!((lq[p] - want).abs() < 1e-10 * (1.0 + want.abs()), "{} {}", lq[p], want);
+        assert!(
+            (lq[p] - want).abs() < 1e-10 * (1.0 + want.abs()),
+            "{} {}",
+            lq[p],
+            want
+        );
         zs.extend(f.inverse(&x[p]).unwrap());
     }
     check_normal(zs);
@@ -472,6 +616,9 @@ fn sample_batch_matches_density_and_base() {
     let mut x = vec![[0.0f32; 2]; n];
     let mut lq = vec![0.0f32; n];
     f32f.sample_batch(&mut r, &mut x, &mut lq).unwrap();
-    let zs: Vec<f64> = x.iter().flat_map(|p| f32f.inverse(p).unwrap().map(|v| v as f64)).collect();
+    let zs: Vec<f64> = x
+        .iter()
+        .flat_map(|p| f32f.inverse(p).unwrap().map(|v| v as f64))
+        .collect();
     check_normal(zs);
 }

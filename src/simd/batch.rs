@@ -54,7 +54,12 @@ pub trait LaneSolve<T: Real>: Activation<T> {
     /// with `(h(α), h′(α), 1 − h′(α))` as [`Activation::eval`] gives them (to a few ulps). A lane
     /// the scalar solver would reject gives NaN.
     /// `M` chunks are solved together (independent dependency chains, for ILP).
-    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], c: T, cp1: T) -> [[L; 4]; M];
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        y: [L; M],
+        c: T,
+        cp1: T,
+    ) -> [[L; 4]; M];
 }
 
 impl<T: Real> LaneSolve<T> for Tanh {
@@ -67,7 +72,12 @@ impl<T: Real> LaneSolve<T> for Tanh {
     /// `|δ| ≤ 2ε|α|`, or a zero residual, or a bracket of adjacent floats. It then returns
     /// `α − δ` and `h, h′` carried to it by first-order Taylor updates (error `O(δ²)`, below
     /// rounding by the same criterion), so the root costs no extra `tanh`.
-    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], c: T, cp1: T) -> [[L; 4]; M] {
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        y: [L; M],
+        c: T,
+        cp1: T,
+    ) -> [[L; 4]; M] {
         if c == T::ZERO {
             return y.map(|y| {
                 let (h, dh, om) = self.eval(y);
@@ -93,11 +103,18 @@ impl<T: Real> LaneSolve<T> for Tanh {
                 ((y - cv).vmax(y.vmin(zero)), (y + cv).vmin(y.vmax(zero)))
             } else {
                 let pos = zero.lt(y);
-                (pos.select(y, (y + cv).vmax(-big)), pos.select((y - cv).vmin(big), y))
+                (
+                    pos.select(y, (y + cv).vmax(-big)),
+                    pos.select((y - cv).vmin(big), y),
+                )
             };
             let a0 = y * L::splat(T::ONE / cp1);
             let inside = lo[m].lt(a0).and(a0.lt(hi[m]));
-            let start = if c < T::ZERO { zero.lt(y).select(hi[m], lo[m]) } else { lo[m] * half + hi[m] * half };
+            let start = if c < T::ZERO {
+                zero.lt(y).select(hi[m], lo[m])
+            } else {
+                lo[m] * half + hi[m] * half
+            };
             a[m] = inside.select(a0, start);
         }
         // (A bracket of one point, lo = hi, ends in the first iteration as "collapsed".)
@@ -117,8 +134,10 @@ impl<T: Real> LaneSolve<T> for Tanh {
                 let cand = a[m] - step;
                 let ins = lo[m].lt(cand).and(cand.lt(hi[m]));
                 let mid = lo[m] * half + hi[m] * half;
-                let small =
-                    step.vabs().le(tol * a[m].vabs()).or(ins.and((step * step).le(qtol * a[m].vabs().vmin(one))));
+                let small = step
+                    .vabs()
+                    .le(tol * a[m].vabs())
+                    .or(ins.and((step * step).le(qtol * a[m].vabs().vmin(one))));
                 let collapsed = mid.eq_mask(lo[m]).or(mid.eq_mask(hi[m]));
                 let fz = fneg.or(fpos).not();
                 // Lanes ending now: at α − δ with first-order updates (δ = 0 for fz / collapsed).
@@ -127,7 +146,12 @@ impl<T: Real> LaneSolve<T> for Tanh {
                 let hn = dh.madd(-d, h);
                 let dhn = (L::splat(T::TWO) * h * dh).madd(d, dh);
                 let o = &mut out[m];
-                *o = [fin.select(a[m] - d, o[0]), fin.select(hn, o[1]), fin.select(dhn, o[2]), fin.select(hn * hn, o[3])];
+                *o = [
+                    fin.select(a[m] - d, o[0]),
+                    fin.select(hn, o[1]),
+                    fin.select(dhn, o[2]),
+                    fin.select(hn * hn, o[3]),
+                ];
                 let next = ins.select(cand, mid);
                 a[m] = done[m].or(fz).select(a[m], next);
                 done[m] = done[m].or(fin);
@@ -151,7 +175,12 @@ impl<T: Real> LaneSolve<T> for Tanh {
                 }
             });
             let (h, dh, om) = self.eval(alpha);
-            [alpha, done.select(out[1], h), done.select(out[2], dh), done.select(out[3], om)]
+            [
+                alpha,
+                done.select(out[1], h),
+                done.select(out[2], dh),
+                done.select(out[3], om),
+            ]
         })
     }
 }
@@ -160,7 +189,12 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
     const LANE_BUDGET: u32 = 0;
 
     #[inline(always)]
-    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(&self, y: [L; M], _c: T, cp1: T) -> [[L; 4]; M] {
+    fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        y: [L; M],
+        _c: T,
+        cp1: T,
+    ) -> [[L; 4]; M] {
         y.map(|y| {
             let (_, dh, om) = self.eval(y);
             let alpha = y / (om + dh * L::splat(cp1));
@@ -176,7 +210,10 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
 /// latency dominated the layer). The rounding then differs from the scalar's by the order of
 /// the `D` products, well inside the stated bounds.
 #[inline(always)]
-fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>>(layer: &Planar<T, D, A>, z: &mut [L; D]) -> L {
+fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>>(
+    layer: &Planar<T, D, A>,
+    z: &mut [L; D],
+) -> L {
     if D < 8 {
         return layer.forward_lanes(z);
     }
@@ -196,7 +233,9 @@ fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>>(l
 }
 
 /// Log-det flush plan: `flush[k]` says "take the `ln` of the product after layer `k`".
-fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(layers: &[Planar<T, D, A>; K]) -> [bool; K] {
+fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    layers: &[Planar<T, D, A>; K],
+) -> [bool; K] {
     let limit = T::from_f64(if T::BITS == 32 { 60.0 } else { 480.0 });
     let mut flush = [false; K];
     let (mut up, mut down) = (T::ZERO, T::ZERO);
@@ -212,8 +251,8 @@ fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(layers: &[
             up = T::ZERO;
             down = T::ZERO;
         }
-        up = up + lu;
-        down = down + ld;
+        up += lu;
+        down += ld;
     }
     if K > 0 {
         flush[K - 1] = true;
@@ -253,7 +292,13 @@ fn base_lp<T: Real, L: Lane<Scalar = T>, const D: usize>(z: &[L; D]) -> L {
 }
 
 fn check_len(a: usize, b: usize) -> Result<()> {
-    if a == b { Ok(()) } else { Err(FlowError::InvalidArgument("batch buffers must have the same length")) }
+    if a == b {
+        Ok(())
+    } else {
+        Err(FlowError::InvalidArgument(
+            "batch buffers must have the same length",
+        ))
+    }
 }
 
 /// What the forward driver writes.
@@ -305,14 +350,15 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let w = L::LANES;
         let step = M * w;
         let mut p = 0;
-        let emit = |p: usize, cnt: usize, c: &[L; D], ld: L, x: &mut [[T; D]], out: &mut [T]| match mode {
-            Fwd::Points => store(c, &mut x[p..p + cnt]),
-            Fwd::PointsLogDet => {
-                store(c, &mut x[p..p + cnt]);
-                store1(ld, &mut out[p..p + cnt]);
-            }
-            Fwd::LogProbNormalizing => store1(base_lp(c) + ld, &mut out[p..p + cnt]),
-        };
+        let emit =
+            |p: usize, cnt: usize, c: &[L; D], ld: L, x: &mut [[T; D]], out: &mut [T]| match mode {
+                Fwd::Points => store(c, &mut x[p..p + cnt]),
+                Fwd::PointsLogDet => {
+                    store(c, &mut x[p..p + cnt]);
+                    store1(ld, &mut out[p..p + cnt]);
+                }
+                Fwd::LogProbNormalizing => store1(base_lp(c) + ld, &mut out[p..p + cnt]),
+            };
         while p + step <= n {
             let mut c: [[L; D]; M] = core::array::from_fn(|m| load(&z[p + m * w..p + (m + 1) * w]));
             let ld = self.fwd_group::<L, M, LD>(&mut c, flush);
@@ -338,10 +384,9 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         out: &mut [T],
     ) {
         let flush = ln_plan(self.layers());
+        // Chunks interleaved per layer: 4 for small D, 2 where the state fills the registers.
         if D <= 4 {
             self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &flush);
-        } else if D <= 8 {
-            self.fwd_drive_m::<L, 2, LD>(mode, z, x, out, &flush);
         } else {
             self.fwd_drive_m::<L, 2, LD>(mode, z, x, out, &flush);
         }
@@ -374,7 +419,12 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ///
     /// # Errors
     /// [`FlowError::InvalidArgument`] if the buffers differ in length.
-    pub fn forward_log_det_batch(&self, z: &[[T; D]], x: &mut [[T; D]], log_det: &mut [T]) -> Result<()>
+    pub fn forward_log_det_batch(
+        &self,
+        z: &[[T; D]],
+        x: &mut [[T; D]],
+        log_det: &mut [T],
+    ) -> Result<()>
     where
         T: SimdReal,
     {
@@ -422,7 +472,11 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ///
     /// # Errors
     /// [`FlowError::InvalidArgument`] if `z` and `log_det` differ in length.
-    pub fn forward_log_det_soa<L: SimdLane<Scalar = T>>(&self, z: &mut [[L; D]], log_det: &mut [L]) -> Result<()> {
+    pub fn forward_log_det_soa<L: SimdLane<Scalar = T>>(
+        &self,
+        z: &mut [[L; D]],
+        log_det: &mut [L],
+    ) -> Result<()> {
         check_len(z.len(), log_det.len())?;
         let flush = ln_plan(self.layers());
         if D <= 4 {
@@ -433,7 +487,12 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         Ok(())
     }
 
-    fn soa_m<L: SimdLane<Scalar = T>, const M: usize>(&self, z: &mut [[L; D]], log_det: &mut [L], flush: &[bool; K]) {
+    fn soa_m<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        z: &mut [[L; D]],
+        log_det: &mut [L],
+        flush: &[bool; K],
+    ) {
         let mut zc = z.chunks_exact_mut(M);
         let mut lc = log_det.chunks_exact_mut(M);
         for (zz, ll) in (&mut zc).zip(&mut lc) {
@@ -456,7 +515,12 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ///
     /// # Errors
     /// [`FlowError::InvalidArgument`] if the buffers differ in length.
-    pub fn sample_batch<R: Rng + ?Sized>(&self, rng: &mut R, x: &mut [[T; D]], log_q: &mut [T]) -> Result<()>
+    pub fn sample_batch<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        x: &mut [[T; D]],
+        log_q: &mut [T],
+    ) -> Result<()>
     where
         T: SimdReal,
     {
@@ -501,7 +565,11 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
     }
 
     #[inline(always)]
-    fn inv_group<L: SimdLane<Scalar = T>, const M: usize>(&self, x: &mut [[L; D]; M], flush: &[bool; K]) -> ([L; M], [L; M]) {
+    fn inv_group<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        x: &mut [[L; D]; M],
+        flush: &[bool; K],
+    ) -> ([L; M], [L; M]) {
         let zero = L::splat(T::ZERO);
         let one = L::splat(T::ONE);
         let mut bad = [zero.lt(zero); M];
@@ -560,7 +628,14 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         (ld, bad)
     }
 
-    fn inv_drive_m<const M: usize>(&self, x: &[[T; D]], z: &mut [[T; D]], out: &mut [T], log_prob: bool, flush: &[bool; K]) -> usize
+    fn inv_drive_m<const M: usize>(
+        &self,
+        x: &[[T; D]],
+        z: &mut [[T; D]],
+        out: &mut [T],
+        log_prob: bool,
+        flush: &[bool; K],
+    ) -> usize
     where
         T: SimdReal,
     {
@@ -568,7 +643,13 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         let n = x.len();
         let mut p = 0;
         let mut failed = 0;
-        let mut emit = |p: usize, cnt: usize, c: &[T::Simd; D], ld: T::Simd, bad: T::Simd, z: &mut [[T; D]], out: &mut [T]| {
+        let mut emit = |p: usize,
+                        cnt: usize,
+                        c: &[T::Simd; D],
+                        ld: T::Simd,
+                        bad: T::Simd,
+                        z: &mut [[T; D]],
+                        out: &mut [T]| {
             for j in 0..cnt {
                 failed += usize::from(bad.lane(j).is_nan());
             }
@@ -580,7 +661,8 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             }
         };
         while p + M * w <= n {
-            let mut c: [[T::Simd; D]; M] = core::array::from_fn(|m| load(&x[p + m * w..p + (m + 1) * w]));
+            let mut c: [[T::Simd; D]; M] =
+                core::array::from_fn(|m| load(&x[p + m * w..p + (m + 1) * w]));
             let (ld, bad) = self.inv_group(&mut c, flush);
             for m in 0..M {
                 emit(p + m * w, w, &c[m], ld[m], bad[m], z, out);

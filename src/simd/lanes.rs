@@ -176,7 +176,8 @@ macro_rules! impl_lanes {
                 let kb = (ix >> $mbits) | <$u>::splat($magic_bits);
                 let k = <$v>::from_bits(kb) - <$v>::splat($k_off);
                 let mant_mask: <$t as FloatBits>::U = (1 << $mbits) - 1;
-                let m = <$v>::from_bits((ix & <$u>::splat(mant_mask)) + <$u>::splat($sqrt_half_bits));
+                let m =
+                    <$v>::from_bits((ix & <$u>::splat(mant_mask)) + <$u>::splat($sqrt_half_bits));
                 (m - <$v>::ONE, k)
             }
         }
@@ -195,10 +196,46 @@ impl FloatBits for f64 {
 }
 
 // k offset: 2^p + bias, where `magic_bits` is the bit pattern of 2^p (p = significand bits).
-impl_lanes!(f32x8, f32, 8, wide::u32x8, 23, 8388608.0 + 127.0, 0x3f35_04f3, 0x4b00_0000);
-impl_lanes!(f32x16, f32, 16, wide::u32x16, 23, 8388608.0 + 127.0, 0x3f35_04f3, 0x4b00_0000);
-impl_lanes!(f64x4, f64, 4, wide::u64x4, 52, 4503599627370496.0 + 1023.0, 0x3fe6_a09e_0000_0000, 0x4330_0000_0000_0000);
-impl_lanes!(f64x8, f64, 8, wide::u64x8, 52, 4503599627370496.0 + 1023.0, 0x3fe6_a09e_0000_0000, 0x4330_0000_0000_0000);
+impl_lanes!(
+    f32x8,
+    f32,
+    8,
+    wide::u32x8,
+    23,
+    8388608.0 + 127.0,
+    0x3f35_04f3,
+    0x4b00_0000
+);
+impl_lanes!(
+    f32x16,
+    f32,
+    16,
+    wide::u32x16,
+    23,
+    8388608.0 + 127.0,
+    0x3f35_04f3,
+    0x4b00_0000
+);
+impl_lanes!(
+    f64x4,
+    f64,
+    4,
+    wide::u64x4,
+    52,
+    4503599627370496.0 + 1023.0,
+    0x3fe6_a09e_0000_0000,
+    0x4330_0000_0000_0000
+);
+impl_lanes!(
+    f64x8,
+    f64,
+    8,
+    wide::u64x8,
+    52,
+    4503599627370496.0 + 1023.0,
+    0x3fe6_a09e_0000_0000,
+    0x4330_0000_0000_0000
+);
 
 #[allow(dead_code)]
 fn _assert_real<T: Real>() {}

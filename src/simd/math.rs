@@ -46,7 +46,14 @@ fn horner<L: Lane>(r: L, c: &[f64]) -> L {
     acc
 }
 
-const EXPM1_Q32: [f64; 6] = [1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
+const EXPM1_Q32: [f64; 6] = [
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+];
 const EXPM1_Q64: [f64; 12] = [
     1.0 / 2.0,
     1.0 / 6.0,
@@ -71,13 +78,21 @@ fn exp_reduce<L: SimdLane>(x: L) -> (L, L, L) {
         // 1.5·2^23 + 127; ln 2 split so that n·ln2_hi is exact for |n| < 2^12.
         (12582912.0 + 127.0, 0.693359375, -2.12194440e-4)
     } else {
-        (6755399441055744.0 + 1023.0, 6.93147180369123816490e-01, 1.90821492927058770002e-10)
+        (
+            6755399441055744.0 + 1023.0,
+            6.93147180369123816490e-01,
+            1.90821492927058770002e-10,
+        )
     };
     let a = x.madd(k(core::f64::consts::LOG2_E), k(magic));
     let n = a - k(magic);
     let r = n.madd(k(-ln2_hi), x);
     let r = n.madd(k(-ln2_lo), r);
-    let q = if is_f32::<L>() { horner(r, &EXPM1_Q32) } else { horner(r, &EXPM1_Q64) };
+    let q = if is_f32::<L>() {
+        horner(r, &EXPM1_Q32)
+    } else {
+        horner(r, &EXPM1_Q64)
+    };
     let p = (r * r).madd(q, r);
     (n, a, p)
 }
@@ -152,10 +167,22 @@ pub fn ln<L: SimdLane>(x: L) -> L {
         )
     } else {
         (
-            w * horner(w, &[3.999999999940941908e-01, 2.222219843214978396e-01, 1.531383769920937332e-01]),
+            w * horner(
+                w,
+                &[
+                    3.999999999940941908e-01,
+                    2.222219843214978396e-01,
+                    1.531383769920937332e-01,
+                ],
+            ),
             z * horner(
                 w,
-                &[6.666666666666735130e-01, 2.857142874366239149e-01, 1.818357216161805012e-01, 1.479819860511658591e-01],
+                &[
+                    6.666666666666735130e-01,
+                    2.857142874366239149e-01,
+                    1.818357216161805012e-01,
+                    1.479819860511658591e-01,
+                ],
             ),
             6.93147180369123816490e-01,
             1.90821492927058770002e-10,
@@ -168,5 +195,7 @@ pub fn ln<L: SimdLane>(x: L) -> L {
     let inf = L::splat(L::Scalar::infinity());
     let res = x.eq_mask(inf).select(inf, res);
     let res = x.eq_mask(zero).select(-inf, res);
-    x.lt(zero).or(x.nan_mask()).select(L::splat(L::Scalar::nan()), res)
+    x.lt(zero)
+        .or(x.nan_mask())
+        .select(L::splat(L::Scalar::nan()), res)
 }

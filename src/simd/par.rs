@@ -16,12 +16,20 @@ use rayon::prelude::*;
 /// and the per-call log-det planning, small enough to balance two to a few dozen cores.
 fn block<T: SimdReal>(n: usize) -> usize {
     let w = <T::Simd as Lane>::LANES * 8;
-    let per = n.div_ceil(rayon::current_num_threads().max(1) * 4).max(2048);
+    let per = n
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(2048);
     per.div_ceil(w) * w
 }
 
 fn check_len(a: usize, b: usize) -> Result<()> {
-    if a == b { Ok(()) } else { Err(FlowError::InvalidArgument("batch buffers must have the same length")) }
+    if a == b {
+        Ok(())
+    } else {
+        Err(FlowError::InvalidArgument(
+            "batch buffers must have the same length",
+        ))
+    }
 }
 
 impl<T: SimdReal, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A> {
@@ -32,14 +40,21 @@ impl<T: SimdReal, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K
     pub fn par_forward_batch(&self, z: &[[T; D]], x: &mut [[T; D]]) -> Result<()> {
         check_len(z.len(), x.len())?;
         let b = block::<T>(z.len());
-        z.par_chunks(b).zip(x.par_chunks_mut(b)).try_for_each(|(z, x)| self.forward_batch(z, x))
+        z.par_chunks(b)
+            .zip(x.par_chunks_mut(b))
+            .try_for_each(|(z, x)| self.forward_batch(z, x))
     }
 
     /// [`Flow::forward_log_det_batch`] on all cores.
     ///
     /// # Errors
     /// As [`Flow::forward_log_det_batch`].
-    pub fn par_forward_log_det_batch(&self, z: &[[T; D]], x: &mut [[T; D]], log_det: &mut [T]) -> Result<()> {
+    pub fn par_forward_log_det_batch(
+        &self,
+        z: &[[T; D]],
+        x: &mut [[T; D]],
+        log_det: &mut [T],
+    ) -> Result<()> {
         check_len(z.len(), x.len())?;
         check_len(z.len(), log_det.len())?;
         let b = block::<T>(z.len());
@@ -56,7 +71,9 @@ impl<T: SimdReal, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K
     pub fn par_log_prob_normalizing_batch(&self, x: &[[T; D]], out: &mut [T]) -> Result<()> {
         check_len(x.len(), out.len())?;
         let b = block::<T>(x.len());
-        x.par_chunks(b).zip(out.par_chunks_mut(b)).try_for_each(|(x, o)| self.log_prob_normalizing_batch(x, o))
+        x.par_chunks(b)
+            .zip(out.par_chunks_mut(b))
+            .try_for_each(|(x, o)| self.log_prob_normalizing_batch(x, o))
     }
 }
 
@@ -65,7 +82,12 @@ impl<T: SimdReal, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K,
     ///
     /// # Errors
     /// As [`Flow::inverse_batch`].
-    pub fn par_inverse_batch(&self, x: &[[T; D]], z: &mut [[T; D]], log_det: &mut [T]) -> Result<usize> {
+    pub fn par_inverse_batch(
+        &self,
+        x: &[[T; D]],
+        z: &mut [[T; D]],
+        log_det: &mut [T],
+    ) -> Result<usize> {
         check_len(x.len(), z.len())?;
         check_len(x.len(), log_det.len())?;
         let b = block::<T>(x.len());
