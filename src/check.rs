@@ -1665,14 +1665,175 @@ pub fn batch_vs_scalar(data: &[u8]) -> Outcome {
     dispatch!(batch_typed, &mut Bytes::new(data))
 }
 
+// ---------------------------------------------------------------------------------------------
+// gradients
+// ---------------------------------------------------------------------------------------------
+
+/// The analytic gradients of `src/grad.rs` ([`Flow::forward_store`], [`Flow::backward_point`],
+/// [`Flow::reparam_vjp`]) of the loss `L = aᵀg(z) + β·ln|det J_g(z)|` with respect to every
+/// layer's `(u, w, b)` and to `z`, against central finite differences in f64 with steps `h` and
+/// `h/2` (`h = 10⁻⁴·max(1, |p|)`). Tolerance: `4·|D_h − D_{h/2}|` (the Richardson estimate of the
+/// truncation error of `D_{h/2}` is a third of that) plus the rounding error of the differences,
+/// `10³·ε·(1 + |L|)/h`, plus `10⁻⁶·(1 + |∂L/∂p|)`. Only where `L` is smooth: tanh layers with
+/// `‖w‖∞ ≥ 0.05` (the `w`-derivative of `û` grows like `1/‖w‖` near 0, see `src/grad.rs`)
+/// and `1 + wᵀû ≥ 0.05`, no projection constraint (a kink at the margin).
+///
+/// # Errors
+/// A description of the failure.
+pub fn gradients_flow<const D: usize, const K: usize>(
+    f: &Flow<f64, D, K, Tanh>,
+    z: &[f64; D],
+    a: &[f64; D],
+    beta: f64,
+) -> Outcome {
+    use crate::grad::LayerAcc;
+    let loss = |fl: &Flow<f64, D, K, Tanh>, zz: &[f64; D]| -> f64 {
+        let (x, ld) = fl.forward_and_log_det(zz);
+        let mut l = beta * ld;
+        for i in 0..D {
+            l += a[i] * x[i];
+        }
+        l
+    };
+    let mut x = *z;
+    let mut st = [0.0f64; K];
+    let _ = f.forward_store(&mut x, &mut st);
+    let mut gx = *a;
+    let mut acc = [LayerAcc::<f64, D>::zero(); K];
+    f.backward_point(&mut x, &st, &mut gx, beta, &mut acc);
+    let g = f.reparam_vjp(&acc);
+    let l0 = loss(f, z).abs();
+    let eps = f64::EPSILON;
+    let check = |what: String, analytic: f64, fd: &dyn Fn(f64) -> Option<f64>, p: f64| -> Outcome {
+        let h = 1e-4 * p.abs().max(1.0);
+        let (Some(d1), Some(d2)) = (fd(h), fd(h / 2.0)) else {
+            return Ok(());
+        };
+        let tol =
+            4.0 * (d1 - d2).abs() + 1e3 * eps * (1.0 + l0) / h + 1e-6 * (1.0 + analytic.abs());
+        let err = (analytic - d2).abs();
+        if within(err, tol) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: analytic {analytic:?} vs finite differences {d2:?} (h: {d1:?}): err {err:?} > {tol:?}; flow {f:?}, z {z:?}, a {a:?}, β {beta:?}"
+            ))
+        }
+    };
+    for k in 0..K {
+        let l = f.layers()[k];
+        let rebuild = |u: [f64; D], w: [f64; D], b: f64| -> Option<Flow<f64, D, K, Tanh>> {
+            let nl = Planar::with(u, w, b, l.constraint(), Tanh).ok()?;
+            let mut nf = *f;
+            nf.set_layer(k, nl);
+            Some(nf)
+        };
+        for i in 0..D {
+            let fd_u = |h: f64| {
+                let (mut up, mut um) = (*l.u(), *l.u());
+                up[i] += h;
+                um[i] -= h;
+                Some(
+                    (loss(&rebuild(up, *l.w(), l.b())?, z) - loss(&rebuild(um, *l.w(), l.b())?, z))
+                        / (2.0 * h),
+                )
+            };
+            check(
+                format!("∂L/∂u[{k}][{i}]"),
+                g.layers[k].u[i],
+                &fd_u,
+                l.u()[i],
+            )?;
+            let fd_w = |h: f64| {
+                let (mut wp, mut wm) = (*l.w(), *l.w());
+                wp[i] += h;
+                wm[i] -= h;
+                Some(
+                    (loss(&rebuild(*l.u(), wp, l.b())?, z) - loss(&rebuild(*l.u(), wm, l.b())?, z))
+                        / (2.0 * h),
+                )
+            };
+            check(
+                format!("∂L/∂w[{k}][{i}]"),
+                g.layers[k].w[i],
+                &fd_w,
+                l.w()[i],
+            )?;
+        }
+        let fd_b = |h: f64| {
+            Some(
+                (loss(&rebuild(*l.u(), *l.w(), l.b() + h)?, z)
+                    - loss(&rebuild(*l.u(), *l.w(), l.b() - h)?, z))
+                    / (2.0 * h),
+            )
+        };
+        check(format!("∂L/∂b[{k}]"), g.layers[k].b, &fd_b, l.b())?;
+    }
+    for i in 0..D {
+        let fd_z = |h: f64| {
+            let (mut zp, mut zm) = (*z, *z);
+            zp[i] += h;
+            zm[i] -= h;
+            Some((loss(f, &zp) - loss(f, &zm)) / (2.0 * h))
+        };
+        check(format!("∂L/∂z[{i}]"), gx[i], &fd_z, z[i])?;
+    }
+    Ok(())
+}
+
+fn gradients_typed<const D: usize, const K: usize>(inp: &mut Bytes<'_>) -> Outcome {
+    let Some(f) = decode_flow::<f64, D, K, Tanh>(inp, Tanh, 2) else {
+        return Ok(());
+    };
+    for l in f.layers() {
+        let wmax = l.w().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if wmax < 0.05
+            || l.one_plus_w_dot_u_hat() < 0.05
+            || matches!(l.constraint(), Constraint::Project { .. })
+        {
+            return Ok(());
+        }
+    }
+    let z = inp.vec::<f64, D>(2);
+    let a = inp.vec::<f64, D>(1);
+    let beta = inp.real::<f64>(1);
+    gradients_flow(&f, &z, &a, beta)
+}
+
+/// Property `gradients` over raw bytes: [`gradients_flow`] for f64 tanh flows, D ∈ {1, 2, 3, 8},
+/// K ∈ {1, 2, 3}, parameters and points with `|·| ≤ 8`.
+///
+/// # Errors
+/// A description of the failure.
+pub fn gradients(data: &[u8]) -> Outcome {
+    let inp = &mut Bytes::new(data);
+    let sel = inp.u8();
+    macro_rules! by_k {
+        ($d:literal) => {
+            match (sel >> 2) % 3 {
+                0 => gradients_typed::<$d, 1>(inp),
+                1 => gradients_typed::<$d, 2>(inp),
+                _ => gradients_typed::<$d, 3>(inp),
+            }
+        };
+    }
+    match sel & 3 {
+        0 => by_k!(1),
+        1 => by_k!(2),
+        2 => by_k!(3),
+        _ => by_k!(8),
+    }
+}
+
 /// The property names, as the fuzz targets and corpus directories are named.
-pub const PROPERTIES: [&str; 6] = [
+pub const PROPERTIES: [&str; 7] = [
     "roundtrip",
     "log_det",
     "density",
     "constraint",
     "no_panic",
     "batch_vs_scalar",
+    "gradients",
 ];
 
 /// Runs the property called `name` on `data`.
@@ -1687,6 +1848,7 @@ pub fn run(name: &str, data: &[u8]) -> Outcome {
         "constraint" => constraint(data),
         "no_panic" => no_panic(data),
         "batch_vs_scalar" => batch_vs_scalar(data),
+        "gradients" => gradients(data),
         _ => Err(format!("unknown property {name}")),
     }
 }
