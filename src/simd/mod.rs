@@ -64,6 +64,12 @@ impl SimdReal for f32 {
     type Simd = wide::f32x16;
 }
 
+#[cfg(not(target_feature = "avx512f"))]
 impl SimdReal for f64 {
     type Simd = wide::f64x4;
+}
+
+#[cfg(target_feature = "avx512f")]
+impl SimdReal for f64 {
+    type Simd = wide::f64x8;
 }
