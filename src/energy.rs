@@ -18,6 +18,7 @@
 //! tests). [`RmEnergy::bare`] gives the paper's forms, for plotting on `[−4, 4]²`.
 
 use crate::real::Real;
+use crate::simd::SimdLane;
 
 /// An unnormalised log-density `−U(x)` with its gradient.
 pub trait Energy<T: Real, const D: usize> {
@@ -25,6 +26,17 @@ pub trait Energy<T: Real, const D: usize> {
     fn energy(&self, x: &[T; D]) -> T;
     /// `(U(x), ∇U(x))`.
     fn energy_and_grad(&self, x: &[T; D]) -> (T, [T; D]);
+
+    /// `(U, ∇U)` for `L::LANES` points at once (one point per lane), for the batched training
+    /// kernels. The default returns `None`, and the kernels then call
+    /// [`Energy::energy_and_grad`] lane by lane.
+    #[inline(always)]
+    fn energy_and_grad_lanes<L: SimdLane<Scalar = T>>(&self, _x: &[L; D]) -> Option<(L, [L; D])>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// Which of the four Rezende–Mohamed energies.
@@ -177,6 +189,92 @@ impl<T: Real> Energy<T, 2> for RmEnergy {
             e += k * (z1.powi(4) + z2.powi(4));
             g[0] += c(4.0) * k * z1.powi(3);
             g[1] += c(4.0) * k * z2.powi(3);
+        }
+        (e, g)
+    }
+
+    #[inline(always)]
+    fn energy_and_grad_lanes<L: SimdLane<Scalar = T>>(&self, x: &[L; 2]) -> Option<(L, [L; 2])> {
+        Some(self.lanes(x))
+    }
+}
+
+/// Lane-wise `−ln(e^{−a} + e^{−b})` and the weight of `a`.
+#[inline(always)]
+fn neg_log_add_exp_lanes<L: SimdLane>(a: L, b: L) -> (L, L) {
+    let one = L::splat(<L::Scalar as Real>::ONE);
+    let lo = a.vmin(b);
+    let hi = a.vmax(b);
+    let e = (lo - hi).vexp_m1() + one;
+    let v = lo - (one + e).vln();
+    let wl = one / (one + e);
+    let wa = a.le(b).select(wl, one - wl);
+    (v, wa)
+}
+
+impl RmEnergy {
+    /// The lane-wise form of [`Energy::energy_and_grad`] (same formulas, the vector `exp`,
+    /// `ln`, `sqrt`, `sin_cos` of [`crate::simd`]).
+    #[inline(always)]
+    fn lanes<T: Real, L: SimdLane<Scalar = T>>(&self, x: &[L; 2]) -> (L, [L; 2]) {
+        let c = |v: f64| L::splat(T::from_f64(v));
+        let one = c(1.0);
+        let half = c(0.5);
+        let (z1, z2) = (x[0], x[1]);
+        let (mut e, mut g) = match self.kind {
+            RmKind::U1 => {
+                let r = (z1 * z1 + z2 * z2).vsqrt();
+                let q = (r - c(2.0)) / c(0.4);
+                let t1 = (z1 - c(2.0)) / c(0.6);
+                let t2 = (z1 + c(2.0)) / c(0.6);
+                let (l, wa) = neg_log_add_exp_lanes(half * t1 * t1, half * t2 * t2);
+                let da = (z1 - c(2.0)) / c(0.36);
+                let db = (z1 + c(2.0)) / c(0.36);
+                let zero = c(0.0);
+                let gr = zero.lt(r).select(q / c(0.4) / r, zero);
+                let g1 = gr * z1 + wa * da + (one - wa) * db;
+                (half * q * q + l, [g1, gr * z2])
+            }
+            RmKind::U2 => {
+                let k = c(core::f64::consts::FRAC_PI_2);
+                let (sn, cs) = (k * z1).vsin_cos();
+                let q = (z2 - sn) / c(0.4);
+                let dq = q / c(0.4);
+                (half * q * q, [-dq * k * cs, dq])
+            }
+            RmKind::U3 | RmKind::U4 => {
+                let k = c(core::f64::consts::FRAC_PI_2);
+                let (w1, cs) = (k * z1).vsin_cos();
+                let dw1 = k * cs;
+                let (w, dw, s1, s2) = if self.kind == RmKind::U3 {
+                    let t = (z1 - one) / c(0.6);
+                    let w2 = c(3.0) * ((-half * t * t).vexp_m1() + one);
+                    (w2, -w2 * t / c(0.6), c(0.35), c(0.35))
+                } else {
+                    // σ(y) = 1/(1 + e^{−y}), with e^{−y} clamped to avoid ∞/∞.
+                    let y = ((z1 - one) / c(0.3)).vmax(c(-80.0)).vmin(c(80.0));
+                    let sg = one / (one + ((-y).vexp_m1() + one));
+                    (
+                        c(3.0) * sg,
+                        c(3.0) * sg * (one - sg) / c(0.3),
+                        c(0.4),
+                        c(0.35),
+                    )
+                };
+                let p = (z2 - w1) / s1;
+                let q = (z2 - w1 + w) / s2;
+                let (l, wa) = neg_log_add_exp_lanes(half * p * p, half * q * q);
+                let wb = one - wa;
+                let (pa, qb) = (wa * p / s1, wb * q / s2);
+                (l, [-pa * dw1 + qb * (dw - dw1), pa + qb])
+            }
+        };
+        if self.envelope {
+            let k = c(1.0 / (2.0 * 4096.0));
+            let (a2, b2) = (z1 * z1, z2 * z2);
+            e += k * (a2 * a2 + b2 * b2);
+            g[0] += c(4.0) * k * a2 * z1;
+            g[1] += c(4.0) * k * b2 * z2;
         }
         (e, g)
     }

@@ -264,7 +264,7 @@ pub fn reverse_kl_grad_simd<T, const D: usize, const K: usize, A, E, R>(
 where
     T: SimdReal,
     A: Activation<T>,
-    E: Energy<T, D> + ?Sized,
+    E: Energy<T, D>,
     R: Rng + ?Sized,
 {
     reverse_kl_grad_simd_with(flow, energy, beta, rng, batch, true, grad)
@@ -288,7 +288,7 @@ pub fn reverse_kl_grad_simd_with<T, const D: usize, const K: usize, A, E, R>(
 where
     T: SimdReal,
     A: Activation<T>,
-    E: Energy<T, D> + ?Sized,
+    E: Energy<T, D>,
     R: Rng + ?Sized,
 {
     reverse_kl_lanes::<T::Simd, T, D, K, A, E, _>(
@@ -326,7 +326,7 @@ pub fn reverse_kl_grad_points_simd<T, const D: usize, const K: usize, A, E>(
 where
     T: SimdReal,
     A: Activation<T>,
-    E: Energy<T, D> + ?Sized,
+    E: Energy<T, D>,
 {
     let mut p = 0;
     reverse_kl_lanes::<T::Simd, T, D, K, A, E, _>(
@@ -358,7 +358,7 @@ where
     L: SimdLane<Scalar = T>,
     T: Real,
     A: Activation<T>,
-    E: Energy<T, D> + ?Sized,
+    E: Energy<T, D>,
     F: FnMut(&mut [L; D]),
 {
     const { assert!(L::LANES <= MAX_LANES) };
@@ -397,24 +397,43 @@ where
         let mut g_ld = [L::splat(T::ZERO); GROUP];
         for c in 0..GROUP {
             let log_q = lp[c] - ld[c];
-            for (j, gj) in g.iter_mut().enumerate().take(cnt[c]) {
-                let xj: [T; D] = core::array::from_fn(|i| x[c][i].lane(j));
-                let (u, gu) = energy.energy_and_grad(&xj);
-                let lq = log_q.lane(j);
-                if !(u.is_finite() && lq.is_finite() && gu.iter().all(|v| v.is_finite())) {
-                    return Err(FlowError::NonFiniteInput);
-                }
-                loss += f64_of(lq + beta * u);
-                if diagnostics {
-                    is.push(-f64_of(u) - f64_of(lq));
-                }
-                *gj = gu;
-            }
             let n = cnt[c];
-            gx[c] = core::array::from_fn(|i| {
-                L::from_fn(|j| if j < n { beta * g[j][i] } else { T::ZERO })
-            });
-            g_ld[c] = L::from_fn(|j| if j < n { -T::ONE } else { T::ZERO });
+            let valid = L::splat(T::HALF).lt(L::from_fn(|j| if j < n { T::ONE } else { T::ZERO }));
+            if let Some((u, gu)) = energy.energy_and_grad_lanes(&x[c]) {
+                for j in 0..n {
+                    let (uj, lq) = (u.lane(j), log_q.lane(j));
+                    if !(uj.is_finite()
+                        && lq.is_finite()
+                        && gu.iter().all(|v| v.lane(j).is_finite()))
+                    {
+                        return Err(FlowError::NonFiniteInput);
+                    }
+                    loss += f64_of(lq + beta * uj);
+                    if diagnostics {
+                        is.push(-f64_of(uj) - f64_of(lq));
+                    }
+                }
+                let zero = L::splat(T::ZERO);
+                gx[c] = core::array::from_fn(|i| valid.select(L::splat(beta) * gu[i], zero));
+            } else {
+                for (j, gj) in g.iter_mut().enumerate().take(n) {
+                    let xj: [T; D] = core::array::from_fn(|i| x[c][i].lane(j));
+                    let (u, gu) = energy.energy_and_grad(&xj);
+                    let lq = log_q.lane(j);
+                    if !(u.is_finite() && lq.is_finite() && gu.iter().all(|v| v.is_finite())) {
+                        return Err(FlowError::NonFiniteInput);
+                    }
+                    loss += f64_of(lq + beta * u);
+                    if diagnostics {
+                        is.push(-f64_of(u) - f64_of(lq));
+                    }
+                    *gj = gu;
+                }
+                gx[c] = core::array::from_fn(|i| {
+                    L::from_fn(|j| if j < n { beta * g[j][i] } else { T::ZERO })
+                });
+            }
+            g_ld[c] = valid.select(L::splat(-T::ONE), L::splat(T::ZERO));
         }
         flow.backward_multi(&mut x, &s, &mut gx, &g_ld, &mut acc);
         p += cnt.iter().sum::<usize>();
@@ -608,11 +627,7 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
     ///
     /// # Errors
     /// As [`reverse_kl_grad`] and [`Adam::step`].
-    pub fn step<E: Energy<T, D> + ?Sized>(
-        &mut self,
-        energy: &E,
-        batch: usize,
-    ) -> Result<BatchResult> {
+    pub fn step<E: Energy<T, D>>(&mut self, energy: &E, batch: usize) -> Result<BatchResult> {
         let mut g = FlowGrad::zero();
         let beta = T::from_f64(self.beta());
         let r = if self.simd {

@@ -108,3 +108,72 @@ fn log_z_by_quadrature() {
         assert!((e.log_z().unwrap() - fine).abs() < 6e-8);
     }
 }
+
+#[test]
+fn lane_energies_match_scalar() {
+    // The vector exp/ln/sqrt/sin_cos are within a few ulps of libm. f64: lanes and scalar agree
+    // to 1e−12 relative to max(|value|, 1). f32: the gradients of U3/U4 cancel large terms
+    // (|p/σ| up to ≈ 60), so both f32 forms carry absolute errors of ~1e−4; the lanes are
+    // checked against the f64 value: error at most 4× the scalar f32 form's own error plus
+    // 2e−5·max(|value|, 1).
+    use flowcore::simd::SimdLane;
+    use wide::{f32x8, f64x4};
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
+    for kind in KINDS {
+        for e in [RmEnergy::new(kind), RmEnergy::bare(kind)] {
+            for _ in 0..100 {
+                let pts: Vec<[f64; 2]> = (0..8)
+                    .map(|_| {
+                        [
+                            6.0 * (2.0 * uniform_open0(&mut rng) - 1.0),
+                            6.0 * (2.0 * uniform_open0(&mut rng) - 1.0),
+                        ]
+                    })
+                    .collect();
+                let x64 = [f64x4::from_fn(|j| pts[j][0]), f64x4::from_fn(|j| pts[j][1])];
+                let (u, g) = e.energy_and_grad_lanes(&x64).unwrap();
+                for j in 0..4 {
+                    let (us, gs) = e.energy_and_grad(&pts[j]);
+                    assert!(
+                        (u.lane(j) - us).abs() < 1e-12 * us.abs().max(1.0),
+                        "{e:?} f64 U"
+                    );
+                    for i in 0..2 {
+                        assert!(
+                            (g[i].lane(j) - gs[i]).abs() < 1e-12 * gs[i].abs().max(1.0),
+                            "{e:?} f64 ∇U"
+                        );
+                    }
+                }
+                let x32 = [
+                    f32x8::from_fn(|j| pts[j][0] as f32),
+                    f32x8::from_fn(|j| pts[j][1] as f32),
+                ];
+                let (u, g) = e.energy_and_grad_lanes(&x32).unwrap();
+                for j in 0..8 {
+                    let p = [pts[j][0] as f32, pts[j][1] as f32];
+                    let (us, gs) = e.energy_and_grad(&p);
+                    let (ur, gr) = e.energy_and_grad(&[p[0] as f64, p[1] as f64]);
+                    let ok = |lane: f32, scalar: f32, exact: f64| {
+                        (lane as f64 - exact).abs()
+                            <= 4.0 * (scalar as f64 - exact).abs() + 2e-5 * exact.abs().max(1.0)
+                    };
+                    assert!(
+                        ok(u.lane(j), us, ur),
+                        "{e:?} f32 U {} vs {us} vs {ur}",
+                        u.lane(j)
+                    );
+                    for i in 0..2 {
+                        assert!(
+                            ok(g[i].lane(j), gs[i], gr[i]),
+                            "{e:?} f32 ∇U {} vs {} vs {}",
+                            g[i].lane(j),
+                            gs[i],
+                            gr[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
