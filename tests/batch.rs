@@ -622,3 +622,49 @@ fn sample_batch_matches_density_and_base() {
         .collect();
     check_normal(zs);
 }
+
+#[cfg(feature = "parallel")]
+#[test]
+fn parallel_kernels_match_single_core_bit_for_bit() {
+    let f = flow::<f32, 3>(21, true);
+    let n = 20_000 + 5;
+    let z = points::<f32, 3>(4, n, true);
+    let (mut x1, mut x2) = (vec![[0.0f32; 3]; n], vec![[0.0f32; 3]; n]);
+    let (mut l1, mut l2) = (vec![0.0f32; n], vec![0.0f32; n]);
+    f.forward_log_det_batch(&z, &mut x1, &mut l1).unwrap();
+    f.par_forward_log_det_batch(&z, &mut x2, &mut l2).unwrap();
+    assert!(
+        x1.iter()
+            .zip(&x2)
+            .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits))
+    );
+    assert!(l1.iter().zip(&l2).all(|(a, b)| a.to_bits() == b.to_bits()));
+    let fa = f.inverse_batch(&x1, &mut x2, &mut l2).unwrap();
+    let mut x3 = vec![[0.0f32; 3]; n];
+    let mut l3 = vec![0.0f32; n];
+    let fb = f.par_inverse_batch(&x1, &mut x3, &mut l3).unwrap();
+    assert_eq!(fa, fb);
+    assert!(fa > 0);
+    assert!(
+        x2.iter()
+            .zip(&x3)
+            .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits))
+    );
+    assert!(l2.iter().zip(&l3).all(|(a, b)| a.to_bits() == b.to_bits()));
+    let (mut o1, mut o2) = (vec![0.0f32; n], vec![0.0f32; n]);
+    assert_eq!(
+        f.log_prob_batch(&x1, &mut o1).unwrap(),
+        f.par_log_prob_batch(&x1, &mut o2).unwrap()
+    );
+    assert!(o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()));
+    f.log_prob_normalizing_batch(&z, &mut o1).unwrap();
+    f.par_log_prob_normalizing_batch(&z, &mut o2).unwrap();
+    assert!(o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()));
+    f.forward_batch(&z, &mut x1).unwrap();
+    f.par_forward_batch(&z, &mut x2).unwrap();
+    assert!(
+        x1.iter()
+            .zip(&x2)
+            .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits))
+    );
+}

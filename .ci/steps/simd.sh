@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# CI step "simd" (issue 4): the SIMD batched kernels on the AVX-512 lane types.
+#  1. the batched-vs-scalar and vector-math tests with RUSTFLAGS="-C target-cpu=native", which
+#     switches SimdReal to f32x16/f64x8 when the CPU has AVX-512 (the default-build run, with
+#     f32x8/f64x4, is part of the final `cargo test --release --all-features`), parallel included;
+#  2. a smoke run of the bench_planar example (small N, one repetition: checks it runs and prints
+#     one JSON line per kernel, not a measurement).
+# Bounded: about 3 minutes on 2 cores (one extra build of the test binary).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TERM_COLOR=never
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/simd-native"
+RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --test tests batch::
+out=$(RUSTFLAGS="-C target-cpu=native" cargo run --release --quiet --example bench_planar -- --d 3 --k 8 --n 1000 --dtype f64 --reps 1)
+echo "$out"
+lines=$(echo "$out" | grep -c '"ns_per_point_layer"')
+[ "$lines" -ge 12 ] || { echo "bench_planar printed $lines JSON lines, expected >= 12" >&2; exit 1; }
