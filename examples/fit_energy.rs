@@ -6,7 +6,8 @@
 //!
 //! Options: `--energy u1|u2|u3|u4` (U2–U4 with the envelope), `--layers K` (2, 4, 8, 16, 32, 64),
 //! `--steps S`, `--batch B`, `--seed S`, `--lr LR`, `--anneal N` (β_t = min(1, β₀ + t/N); 0 for
-//! none), `--beta0 B0`, `--png FILE` (default `fit_<energy>.png`; `none` to skip),
+//! none), `--beta0 B0`, `--lr-final F` (cosine decay of the learning rate to F·lr; 1 = constant),
+//! `--init A` (initialisation scale, 1 = normflows'), `--png FILE` (default `fit_<energy>.png`; `none` to skip),
 //! `--export FILE.rs` (the trained parameters as a Rust `const`). Prints a progress line every
 //! 500 steps and a final JSON line; `kl` is estimated from 65536 fresh samples with the
 //! quadrature log Z.
@@ -30,6 +31,7 @@ struct Args {
     anneal: u64,
     beta0: f64,
     init: f64,
+    decay: f64,
     png: String,
     export: Option<String>,
 }
@@ -45,6 +47,7 @@ fn parse() -> Result<Args, String> {
         anneal: u64::MAX,
         beta0: 0.01,
         init: 1.0,
+        decay: 1.0,
         png: String::new(),
         export: None,
     };
@@ -62,6 +65,7 @@ fn parse() -> Result<Args, String> {
             "--lr" => a.lr = val.parse().map_err(|_| bad.clone())?,
             "--anneal" => a.anneal = val.parse().map_err(|_| bad.clone())?,
             "--beta0" => a.beta0 = val.parse().map_err(|_| bad.clone())?,
+            "--lr-final" => a.decay = val.parse().map_err(|_| bad.clone())?,
             "--init" => a.init = val.parse().map_err(|_| bad.clone())?,
             "--png" => a.png = val.clone(),
             "--export" => a.export = Some(val.clone()),
@@ -126,6 +130,12 @@ fn run<const K: usize, const P: usize>(a: &Args, kind: RmKind) {
     let every = 500.max(a.steps / 20);
     for step in 0..a.steps {
         t.diagnostics = (step + 1) % every == 0 || step + 1 == a.steps;
+        if a.decay != 1.0 {
+            // Cosine decay of the learning rate from lr to lr·decay over the run.
+            let f = step as f64 / a.steps as f64;
+            let m = a.decay + (1.0 - a.decay) * 0.5 * (1.0 + (std::f64::consts::PI * f).cos());
+            t.adam.lr = (a.lr * m) as f32;
+        }
         match t.step(&target, a.batch) {
             Ok(r) => {
                 if t.diagnostics {
