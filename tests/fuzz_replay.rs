@@ -71,3 +71,23 @@ fn pseudo_random_inputs_pass() {
         }
     }
 }
+
+/// Bug found by the `constraint` property (pseudo-random replay): with leaky ReLU and
+/// `1 + wᵀû` at the smallest normal, `LeakyRelu::solve` returned `Ok(±∞)` for a finite
+/// pre-activation, so `Planar::inverse` returned `Ok` with ±∞ and NaN (`0·∞`) coordinates.
+/// Now the out-of-range root is the documented `NonFiniteInput`.
+#[test]
+fn leaky_inverse_out_of_range_root_is_an_error() {
+    use flowcore::{Constraint, FlowError, LeakyRelu, Planar};
+    let act = LeakyRelu::new(0.5f32).unwrap();
+    // wᵀu = −200: Smooth gives 1 + wᵀû = (e − 1)·e⁻²⁰⁰, clamped to the smallest normal.
+    let l = Planar::with([-200.0f32, 0.0], [1.0, 0.0], 0.0, Constraint::Smooth, act).unwrap();
+    assert_eq!(l.one_plus_w_dot_u_hat(), f32::MIN_POSITIVE);
+    // y = 1 > 0: α = y / (1 + wᵀû) ≈ 8.5e37·… overflows for y ≥ 4 (and the second coordinate
+    // has û = 0, which gave 0·∞ = NaN before the fix).
+    let r = l.inverse(&[1e3, 5.0]);
+    assert_eq!(r, Err(FlowError::NonFiniteInput));
+    // A root in range still works: y = 1e-30.
+    let z = l.inverse(&[1e-30, 5.0]).unwrap();
+    assert!(z.iter().all(|v| v.is_finite()), "{z:?}");
+}
