@@ -49,11 +49,15 @@ pub trait Lane:
     /// Lane-wise `if self < 0 { if_neg } else { otherwise }`.
     fn select_neg(self, if_neg: Self, otherwise: Self) -> Self;
 
-    /// `(tanh x, sech² x)` from one `exp_m1`, both to a few ulps over the whole range.
+    /// `(tanh x, sech² x)`, both to a few ulps (relative) over the whole range.
     ///
-    /// With `e = expm1(−2|x|) ∈ (−1, 0]`: `tanh|x| = −e / (2 + e)` and
-    /// `sech² x = 4 (1 + e) / (2 + e)²`. Neither form cancels: `sech²` keeps its full relative
-    /// accuracy where `1 − tanh²` would round to 0 (|x| ≳ 9 in f32, ≳ 19 in f64).
+    /// With `t = e^{−2|x|}`: `tanh|x| = (1 − t)/(1 + t)` and `sech² x = 4t/(1 + t)²`; neither
+    /// cancels, so `sech²` keeps its relative accuracy where `1 − tanh²` would round to 0
+    /// (|x| ≳ 9 in f32, ≳ 19 in f64). Near 0 the scalar implementations take `1 − t` from
+    /// `expm1(−2|x|)` (so `tanh x ≈ x` keeps its relative accuracy) and `t` from `exp` beyond
+    /// `|x| = ln2/2`, where `1 + expm1` would cancel. This provided default uses `expm1` alone:
+    /// its `tanh` is accurate everywhere, its `sech²` only to a few ulps of 1 in absolute terms
+    /// for large |x|; lane types override it (the `wide` lanes in `simd` do).
     /// `x = ±∞` gives `(±1, 0)`; NaN gives NaN in both.
     #[inline(always)]
     fn tanh_sech2(self) -> (Self, Self) {
@@ -154,6 +158,21 @@ macro_rules! impl_scalar {
             fn select_neg(self, if_neg: $t, otherwise: $t) -> $t {
                 if self < 0.0 { if_neg } else { otherwise }
             }
+            #[inline(always)]
+            fn tanh_sech2(self) -> ($t, $t) {
+                let a = 2.0 * Float::abs(self);
+                // om = 1 − t and t = e^{−a}, each from the function that gives it without
+                // cancellation: expm1 for small a, exp for large a.
+                let (om, t) = if a <= core::f64::consts::LN_2 as $t {
+                    let e = $expm1(-a);
+                    (-e, 1.0 + e)
+                } else {
+                    let t = Float::exp(-a);
+                    (1.0 - t, t)
+                };
+                let d = 1.0 + t;
+                (Float::copysign(om / d, self), 4.0 * t / (d * d))
+            }
         }
 
         impl Real for $t {
@@ -222,6 +241,29 @@ impl_scalar!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sech2_keeps_relative_accuracy_for_large_arguments() {
+        // sech² x = 4e^{−2x}/(1 + e^{−2x})²; for x ≥ 20 (f64) the denominator is 1 to rounding.
+        for x in [20.0f64, 40.0, 100.0, 300.0] {
+            let (_, s2) = Lane::tanh_sech2(x);
+            let want = 4.0 * (-2.0 * x).exp();
+            assert!(
+                ((s2 - want) / want).abs() < 4.0 * f64::EPSILON,
+                "x={x}: {s2} vs {want}"
+            );
+        }
+        for x in [10.0f32, 20.0, 40.0] {
+            let (_, s2) = Lane::tanh_sech2(x);
+            let want = 4.0 * (-2.0 * f64::from(x)).exp();
+            assert!(
+                ((f64::from(s2) - want) / want).abs() < 4.0 * f64::from(f32::EPSILON),
+                "x={x}"
+            );
+        }
+        let (t, _) = Lane::tanh_sech2(1e-20f64);
+        assert_eq!(t, 1e-20);
+    }
 
     #[test]
     fn ordered_keys_are_monotone() {
