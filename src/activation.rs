@@ -51,7 +51,7 @@ pub trait Activation<T: Real>: Copy + Debug + PartialEq + Send + Sync + 'static 
 ///
 /// `h′ = sech²`, `1 − h′ = tanh²`, `h″ = −2·tanh·sech²`, all from one exponential (`expm1` near 0, `exp` beyond) without the
 /// `1 − tanh²` cancellation (see [`Lane::tanh_sech2`]). The inverse is a safeguarded Newton
-/// iteration, bounded by [`Tanh::MAX_ITER`] steps.
+/// iteration, bounded by [`Tanh::max_iter`] steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tanh;
 
