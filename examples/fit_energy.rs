@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Options: `--energy u1|u2|u3|u4` (U2–U4 with the envelope), `--layers K` (2, 4, 8, 16, 32, 64),
-//! `--steps S`, `--batch B`, `--seed S`, `--lr LR`, `--anneal N` (β_t = min(1, β₀ + t/N); 0 for
+//! `--steps S`, `--batch B`, `--seed S`, `--lr LR` (default 6e−3), `--anneal N` (β_t = min(1, β₀ + t/N); 0 for
 //! none), `--beta0 B0`, `--lr-final F` (cosine decay of the learning rate to F·lr; 1 = constant),
 //! `--init A` (initialisation scale, 1 = normflows'), `--png FILE` (default `fit_<energy>.png`; `none` to skip),
 //! `--export FILE.rs` (the trained parameters as a Rust `const`). Prints a progress line every
@@ -77,7 +77,7 @@ fn parse() -> Result<Args, String> {
         a.png = format!("fit_{}.png", a.energy);
     }
     if a.lr.is_nan() {
-        a.lr = 1e-3;
+        a.lr = 6e-3;
     }
     if a.anneal == u64::MAX {
         // Default recipe: annealing for the two-mode U1 (plain reverse KL finds one lobe).
