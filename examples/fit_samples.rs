@@ -17,7 +17,7 @@ mod png;
 use flowcore::base::{normal_pair, uniform_open0};
 use flowcore::energy::{Energy, RmEnergy, RmKind};
 use flowcore::grad::FlowGrad;
-use flowcore::loss::{forward_kl_grad, mean_nll};
+use flowcore::loss::{forward_kl_grad_simd, mean_nll};
 use flowcore::optim::{Adam, init_random_scaled};
 use flowcore::{Flow, Rng, SeedableRng, Xoshiro256PlusPlus};
 use std::time::Instant;
@@ -121,7 +121,8 @@ fn main() {
         // Cosine decay of the learning rate to 10 % over the run.
         let frac = s as f64 / steps as f64;
         adam.lr = (lr * (0.1 + 0.45 * (1.0 + (std::f64::consts::PI * frac).cos()))) as f32;
-        match forward_kl_grad(&flow, &mb, &mut g).and_then(|l| adam.step(&mut flow, &g).map(|()| l))
+        match forward_kl_grad_simd(&flow, &mb, &mut g)
+            .and_then(|l| adam.step(&mut flow, &g).map(|()| l))
         {
             Ok(l) => {
                 if (s + 1) % 500 == 0 {

@@ -510,6 +510,86 @@ pub fn forward_kl_grad<T: Real, const D: usize, const K: usize, A: Activation<T>
     Ok(loss / data.len() as f64)
 }
 
+/// The batched (SIMD) form of [`forward_kl_grad`]: the data are loaded `L::LANES` points per
+/// vector, `4` vectors interleaved through the layers, forward and backward in one pass. The
+/// result agrees with [`forward_kl_grad`] to the accuracy of the vector math (tested).
+///
+/// # Errors
+/// As [`forward_kl_grad`].
+pub fn forward_kl_grad_simd<T: SimdReal, const D: usize, const K: usize, A: Activation<T>>(
+    flow: &Flow<T, D, K, A>,
+    data: &[[T; D]],
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<f64> {
+    type V<T> = <T as SimdReal>::Simd;
+    if data.is_empty() {
+        return Err(FlowError::InvalidArgument("data must not be empty"));
+    }
+    if data.iter().any(|x| x.iter().any(|v| !v.is_finite())) {
+        return Err(FlowError::NonFiniteInput);
+    }
+    let w = <V<T> as Lane>::LANES;
+    let n = data.len();
+    let mut acc = [LayerAcc::<V<T>, D>::zero(); K];
+    let mut s = [[V::<T>::splat(T::ZERO); K]; GROUP];
+    let mut loss = 0.0f64;
+    let half_ln_2pi_d = T::from_usize(D) * T::HALF_LN_2PI;
+    let mut p = 0;
+    while p < n {
+        let mut z = [[V::<T>::splat(T::ZERO); D]; GROUP];
+        let mut cnt = [0usize; GROUP];
+        for c in 0..GROUP {
+            let base = p + c * w;
+            cnt[c] = w.min(n.saturating_sub(base));
+            for (i, zi) in z[c].iter_mut().enumerate() {
+                *zi = V::<T>::from_fn(|j| {
+                    data.get(base + j)
+                        .filter(|_| j < cnt[c])
+                        .map_or(T::ZERO, |x| x[i])
+                });
+            }
+        }
+        let ld = flow.forward_store_multi(&mut z, &mut s);
+        let mut gz = z;
+        let mut g_ld = [V::<T>::splat(T::ZERO); GROUP];
+        for c in 0..GROUP {
+            let mut q = V::<T>::splat(T::ZERO);
+            for v in &z[c] {
+                q = v.madd(*v, q);
+            }
+            let nll = V::<T>::splat(T::HALF) * q + V::<T>::splat(half_ln_2pi_d) - ld[c];
+            for j in 0..cnt[c] {
+                let v = nll.lane(j);
+                if !v.is_finite() {
+                    return Err(FlowError::NonFiniteInput);
+                }
+                loss += f64_of(v);
+            }
+            let m = cnt[c];
+            let valid = V::<T>::splat(T::HALF)
+                .lt(V::<T>::from_fn(|j| if j < m { T::ONE } else { T::ZERO }));
+            for gi in gz[c].iter_mut() {
+                *gi = valid.select(*gi, V::<T>::splat(T::ZERO));
+            }
+            g_ld[c] = valid.select(V::<T>::splat(-T::ONE), V::<T>::splat(T::ZERO));
+        }
+        flow.backward_multi(&mut z, &s, &mut gz, &g_ld, &mut acc);
+        p += cnt.iter().sum::<usize>();
+    }
+    let red = |v: V<T>| (0..w).fold(T::ZERO, |a, j| a + v.lane(j));
+    let mut sacc = [LayerAcc::<T, D>::zero(); K];
+    for (sa, la) in sacc.iter_mut().zip(acc.iter()) {
+        for i in 0..D {
+            sa.g_uhat[i] = red(la.g_uhat[i]);
+            sa.g_w[i] = red(la.g_w[i]);
+        }
+        sa.g_c = red(la.g_c);
+        sa.g_b = red(la.g_b);
+    }
+    *grad = finish(flow, &sacc, n);
+    Ok(loss / n as f64)
+}
+
 /// Mean NLL `−mean log p_x(x)` of `data` under the flow as normaliser (no gradient).
 #[must_use]
 pub fn mean_nll<T: Real, const D: usize, const K: usize, A: Activation<T>>(
