@@ -1721,10 +1721,12 @@ pub fn batch_vs_scalar(data: &[u8]) -> Outcome {
 
 /// The analytic gradients of `src/grad.rs` ([`Flow::forward_store`], [`Flow::backward_point`],
 /// [`Flow::reparam_vjp`]) of the loss `L = aᵀg(z) + β·ln|det J_g(z)|` with respect to every
-/// layer's `(u, w, b)` and to `z`, against central finite differences in f64 with steps `h` and
-/// `h/2` (`h = 10⁻⁴·max(1, |p|)`). Tolerance: `4·|D_h − D_{h/2}|` (the Richardson estimate of the
-/// truncation error of `D_{h/2}` is a third of that) plus the rounding error of the differences,
-/// `10³·ε·(1 + |L|)/h`, plus `10⁻⁶·(1 + |∂L/∂p|)`. Only where `L` is smooth: tanh layers with
+/// layer's `(u, w, b)` and to `z`, against central finite differences in f64 with steps
+/// `h_j = 10⁻³·2⁻ʲ·max(1, |p|)`, `j = 0…12`. For each adjacent pair the tolerance is
+/// `4·|D_{h} − D_{h/2}|` (the Richardson estimate of the truncation error of `D_{h/2}` is a
+/// third of that) plus the rounding error of the differences, `10³·ε·(1 + |L|)/h`, plus
+/// `10⁻⁶·(1 + |∂L/∂p|)`; the pair with the smallest tolerance is used (a fixed step fails on
+/// layers whose features are narrower than the step). Only where `L` is smooth: tanh layers with
 /// `‖w‖∞ ≥ 0.05` (the `w`-derivative of `û` grows like `1/‖w‖` near 0, see `src/grad.rs`)
 /// and `1 + wᵀû ≥ 0.05`, no projection constraint (a kink at the margin).
 ///
@@ -1755,12 +1757,29 @@ pub fn gradients_flow<const D: usize, const K: usize>(
     let l0 = loss(f, z).abs();
     let eps = f64::EPSILON;
     let check = |what: String, analytic: f64, fd: &dyn Fn(f64) -> Option<f64>, p: f64| -> Outcome {
-        let h = 1e-4 * p.abs().max(1.0);
-        let (Some(d1), Some(d2)) = (fd(h), fd(h / 2.0)) else {
+        // Steps h_j = 10⁻³·2⁻ʲ·max(1, |p|), j = 0…12: take the adjacent pair whose estimated
+        // error (Richardson truncation estimate + rounding) is smallest.
+        let mut best: Option<(f64, f64)> = None; // (tolerance, D_{h/2})
+        let mut prev: Option<(f64, f64)> = None; // (h, D_h)
+        for j in 0..13 {
+            let h = 1e-3 * libm::exp2(-f64::from(j)) * p.abs().max(1.0);
+            let Some(d) = fd(h) else {
+                return Ok(());
+            };
+            if let Some((_, dp)) = prev {
+                let t = 4.0 * (dp - d).abs()
+                    + 1e3 * eps * (1.0 + l0) / h
+                    + 1e-6 * (1.0 + analytic.abs());
+                if best.is_none_or(|(bt, _)| t < bt) {
+                    best = Some((t, d));
+                }
+            }
+            prev = Some((h, d));
+        }
+        let Some((tol, d2)) = best else {
             return Ok(());
         };
-        let tol =
-            4.0 * (d1 - d2).abs() + 1e3 * eps * (1.0 + l0) / h + 1e-6 * (1.0 + analytic.abs());
+        let d1 = prev.map_or(f64::NAN, |(_, d)| d);
         let err = (analytic - d2).abs();
         if within(err, tol) {
             Ok(())
