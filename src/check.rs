@@ -1722,7 +1722,8 @@ pub fn batch_vs_scalar(data: &[u8]) -> Outcome {
 /// The analytic gradients of `src/grad.rs` ([`Flow::forward_store`], [`Flow::backward_point`],
 /// [`Flow::reparam_vjp`]) of the loss `L = aᵀg(z) + β·ln|det J_g(z)|` with respect to every
 /// layer's `(u, w, b)` and to `z`, against central finite differences in f64 with steps
-/// `h_j = 10⁻³·2⁻ʲ·max(1, |p|)`, `j = 0…12`. For each adjacent pair the tolerance is
+/// `h_j = 10⁻³·2⁻ʲ·max(1, |p|)/G`, `j = 0…12`, `G = Πₖ(1 + ‖wₖ‖₁·(1 + ‖ûₖ‖∞))` (the
+/// narrowest feature of the loss is about `1/G` wide). For each adjacent pair the tolerance is
 /// `4·|D_{h} − D_{h/2}|` (the Richardson estimate of the truncation error of `D_{h/2}` is a
 /// third of that) plus the rounding error of the differences, `10³·ε·(1 + |L|)/h`, plus
 /// `10⁻⁶·(1 + |∂L/∂p|)`; the pair with the smallest tolerance is used (a fixed step fails on
@@ -1755,6 +1756,18 @@ pub fn gradients_flow<const D: usize, const K: usize>(
     f.backward_point(&mut x, &st, &mut gx, beta, &mut acc);
     let g = f.reparam_vjp(&acc);
     let l0 = loss(f, z).abs();
+    // The narrowest feature of L is about 1/G wide, G = Πₖ (1 + ‖wₖ‖₁·(1 + ‖ûₖ‖∞)) bounding how
+    // fast the pre-activations move with the input: steps start below it (a coarse pair of
+    // steps can agree on a plateau far from the derivative).
+    let feature: f64 = f
+        .layers()
+        .iter()
+        .map(|l| {
+            let w1: f64 = l.w().iter().map(|v| v.abs()).sum();
+            let um = l.u_hat().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            1.0 + w1 * (1.0 + um)
+        })
+        .product();
     let eps = f64::EPSILON;
     let check = |what: String, analytic: f64, fd: &dyn Fn(f64) -> Option<f64>, p: f64| -> Outcome {
         // Steps h_j = 10⁻³·2⁻ʲ·max(1, |p|), j = 0…12: take the adjacent pair whose estimated
@@ -1762,7 +1775,7 @@ pub fn gradients_flow<const D: usize, const K: usize>(
         let mut best: Option<(f64, f64)> = None; // (tolerance, D_{h/2})
         let mut prev: Option<(f64, f64)> = None; // (h, D_h)
         for j in 0..13 {
-            let h = 1e-3 * libm::exp2(-f64::from(j)) * p.abs().max(1.0);
+            let h = 1e-3 * libm::exp2(-f64::from(j)) * p.abs().max(1.0) / feature;
             let Some(d) = fd(h) else {
                 return Ok(());
             };
