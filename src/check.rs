@@ -973,12 +973,21 @@ pub fn density_1d<T: Real, const K: usize, A: Activation<T>>(f: &Flow<T, 1, K, A
     ends.dedup();
     let (mut total, mut est) = (0.0, 0.0);
     for w in ends.windows(2) {
-        let (prev, xj) = (w[0], w[1]);
-        let one = gauss(prev, xj, &mut q)?;
-        let mid = (prev + xj) / 2.0;
-        let two = gauss(prev, mid, &mut q)? + gauss(mid, xj, &mut q)?;
-        total += two;
-        est += (two - one).abs();
+        // Adaptive: a panel is split (up to 10 levels) until its two estimates agree to 10⁻¹³,
+        // so a feature narrower than the panel (1 + wᵀû small) is resolved, not extrapolated.
+        let mut stack = std::vec![(w[0], w[1], 10u32)];
+        while let Some((a0, b0, depth)) = stack.pop() {
+            let one = gauss(a0, b0, &mut q)?;
+            let mid = (a0 + b0) / 2.0;
+            let two = gauss(a0, mid, &mut q)? + gauss(mid, b0, &mut q)?;
+            if (two - one).abs() > 1e-13 && depth > 0 {
+                stack.push((a0, mid, depth - 1));
+                stack.push((mid, b0, depth - 1));
+            } else {
+                total += two;
+                est += (two - one).abs();
+            }
+        }
     }
     let tol = 2.0 * est + 1e6 * T::EPS.v64();
     if !within((total - 1.0).abs(), tol) {
