@@ -18,7 +18,8 @@ cargo +nightly fuzz build
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for t in "${targets[@]}"; do
-  mkdir -p "$work/$t"
+  # git keeps no empty folders: a target with no regressions yet has no regressions/ dir.
+  mkdir -p "$work/$t" "corpus/$t" "regressions/$t"
   echo "-- fuzz $t for ${SECS}s"
   # New inputs go to the scratch dir; the checked-in corpus and regressions are read only.
   if ! cargo +nightly fuzz run "$t" "$work/$t" "corpus/$t" "regressions/$t" -- \
