@@ -1149,18 +1149,6 @@ pub fn constraint_layer<T: Real, const D: usize, A: Activation<T>>(
     act: A,
     ys: &[T],
 ) -> Outcome {
-    // Known limitation (found by this target, reported): `Constraint::apply` forms wᵀu from
-    // w / max|wᵢ|, so a wᵢ more than 2^(min exponent) below the largest underflows and its term
-    // is dropped. Such w (a dynamic range beyond 10^38 in f32) are outside what is checked.
-    let wmax_t = w.iter().fold(
-        T::ZERO,
-        |a, &v| if v.is_finite() { a.max(v.abs()) } else { a },
-    );
-    if w.iter()
-        .any(|&v| v.is_finite() && v != T::ZERO && (v / wmax_t).abs() < T::min_positive_value())
-    {
-        return Ok(());
-    }
     let l = match Planar::with(u, w, b, con, act) {
         Ok(l) => l,
         Err(e) => {

@@ -163,7 +163,15 @@ impl<T: Real> Constraint<T> {
             n2 += wt[i] * wt[i];
             xt += wt[i] * u[i];
         }
-        let x = xt * wmax;
+        // wᵀu from w itself where it is finite: ŵ = w/max|wᵢ| flushes to 0 every wᵢ below
+        // max|wᵢ|·2⁻¹⁴⁹ (f32), whose terms can still matter when u is large (found by fuzzing).
+        let mut x = T::ZERO;
+        for i in 0..D {
+            x = w[i].madd(u[i], x);
+        }
+        if !x.is_finite() {
+            x = xt * wmax;
+        }
         let (m, mp1) = self.m(x)?;
         // û = u + coef·ŵ with coef = (m(x) − x)/(wmax·n2) = ((m(x) − x)/x)·(xt/n2).
         let coef = match self {
@@ -187,11 +195,19 @@ impl<T: Real> Constraint<T> {
         // û += ((m − wᵀû)/(wmax·n2))·ŵ make wᵀû = m up to the rounding of the dot product of the
         // corrected û (eps·Σ|wᵢûᵢ|), whatever the size of u.
         for _ in 0..2 {
+            // wᵀû as the kernels will see it (with w itself), scaled form if that overflows.
             let mut dot = T::ZERO;
             for i in 0..D {
-                dot = wt[i].madd(uh[i], dot);
+                dot = w[i].madd(uh[i], dot);
             }
-            let r = (m - dot * wmax) / (wmax * n2);
+            if !dot.is_finite() {
+                dot = T::ZERO;
+                for i in 0..D {
+                    dot = wt[i].madd(uh[i], dot);
+                }
+                dot *= wmax;
+            }
+            let r = ((m - dot) / wmax) / n2;
             if !r.is_finite() || r == T::ZERO {
                 break;
             }
