@@ -3,13 +3,16 @@
 //!
 //! ```sh
 //! cargo run --release --example bench_train -- --batch 1024 --k 32 --dtype f32 --threads 1
-//! cargo run --release --example bench_train            # the grid B ∈ {1024, 8192}, f32/f64, 1–2 threads
+//! cargo run --release --features parallel --example bench_train   # the grid B ∈ {1024, 8192}, f32/f64, 1–2 threads
 //! ```
 //!
-//! With `--threads T > 1` the batch is split into T equal parts, each drawn from its own
-//! generator stream (`jump`), their gradients computed on scoped threads and summed in a fixed
-//! order (so a run is still reproducible for a given T). Reported: the median over 5 repeats of
-//! the mean time per step over ≈ 0.4 s of steps, after a warm-up.
+//! With `--threads T > 1` (needs `--features parallel`) the step is
+//! `par_reverse_kl_grad_parts` with the batch in T parts on a T-thread rayon pool: each part
+//! draws from its own generator stream and the parts' sums are added in batch order, so the
+//! run is bitwise reproducible and gives the same bits as the serial `reverse_kl_grad_parts`
+//! with T parts. With one thread the step is the plain `reverse_kl_grad_simd_with` pass.
+//! Reported: the median over 5 repeats of the mean time per step over ≈ 0.4 s of steps, after
+//! a warm-up.
 
 use flowcore::energy::{RmEnergy, RmKind};
 use flowcore::grad::FlowGrad;
@@ -24,7 +27,11 @@ fn main() {
     let mut batches = vec![1024usize, 8192];
     let mut ks = vec![32usize];
     let mut dtypes = vec!["f32".to_string(), "f64".to_string()];
-    let mut threads = vec![1usize, 2];
+    let mut threads = if cfg!(feature = "parallel") {
+        vec![1usize, 2]
+    } else {
+        vec![1usize]
+    };
     let mut i = 0;
     while i + 1 < v.len() {
         let val = &v[i + 1];
@@ -67,74 +74,75 @@ fn main() {
     }
 }
 
-fn step<T: SimdReal, const K: usize, const P: usize>(
+fn step<T: SimdReal + Send + Sync, const K: usize, const P: usize>(
     flow: &mut Flow<T, 2, K>,
     adam: &mut Adam<T, P>,
-    rngs: &mut [Xoshiro256PlusPlus],
+    rng: &mut Xoshiro256PlusPlus,
     batch: usize,
+    threads: usize,
 ) {
     let e = RmEnergy::new(RmKind::U1);
-    let t = rngs.len();
     let mut g = FlowGrad::zero();
-    if t == 1 {
-        reverse_kl_grad_simd_with(flow, &e, T::ONE, &mut rngs[0], batch, false, &mut g)
-            .expect("finite");
+    if threads == 1 {
+        reverse_kl_grad_simd_with(flow, &e, T::ONE, rng, batch, false, &mut g).expect("finite");
     } else {
-        let part = batch / t;
-        let f = *flow;
-        let grads: Vec<FlowGrad<T, 2, K>> = std::thread::scope(|s| {
-            let hs: Vec<_> = rngs
-                .iter_mut()
-                .map(|r| {
-                    let e = &e;
-                    s.spawn(move || {
-                        let mut g = FlowGrad::zero();
-                        reverse_kl_grad_simd_with(&f, e, T::ONE, r, part, false, &mut g)
-                            .expect("finite");
-                        g
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().expect("thread")).collect()
-        });
-        let w = T::ONE / T::from_usize(t);
-        for gi in &grads {
-            for (a, b) in g.layers.iter_mut().zip(gi.layers.iter()) {
-                for i in 0..2 {
-                    a.u[i] += w * b.u[i];
-                    a.w[i] += w * b.w[i];
-                }
-                a.b += w * b.b;
-            }
+        #[cfg(feature = "parallel")]
+        flowcore::loss::par_reverse_kl_grad_parts(
+            flow,
+            &e,
+            T::ONE,
+            rng,
+            batch,
+            threads,
+            false,
+            &mut g,
+        )
+        .expect("finite");
+        #[cfg(not(feature = "parallel"))]
+        {
+            eprintln!("bench_train: --threads > 1 needs --features parallel");
+            std::process::exit(2);
         }
     }
     adam.step(flow, &g).expect("valid update");
 }
 
-fn bench<T: SimdReal, const K: usize, const P: usize>(batch: usize, threads: usize) -> f64 {
+fn bench<T: SimdReal + Send + Sync, const K: usize, const P: usize>(
+    batch: usize,
+    threads: usize,
+) -> f64 {
+    #[cfg(feature = "parallel")]
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("rayon pool");
+        pool.install(|| bench_in::<T, K, P>(batch, threads))
+    }
+    #[cfg(not(feature = "parallel"))]
+    bench_in::<T, K, P>(batch, threads)
+}
+
+fn bench_in<T: SimdReal + Send + Sync, const K: usize, const P: usize>(
+    batch: usize,
+    threads: usize,
+) -> f64 {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let mut flow: Flow<T, 2, K> = init_random(&mut rng);
     let mut adam = Adam::<T, P>::new(T::from_f64(1e-3));
-    let mut rngs: Vec<Xoshiro256PlusPlus> = (0..threads)
-        .map(|_| {
-            let r = rng.clone();
-            rng.jump();
-            r
-        })
-        .collect();
     for _ in 0..20 {
-        step(&mut flow, &mut adam, &mut rngs, batch);
+        step(&mut flow, &mut adam, &mut rng, batch, threads);
     }
     // Steps per repeat: about 0.4 s.
     let t0 = Instant::now();
-    step(&mut flow, &mut adam, &mut rngs, batch);
+    step(&mut flow, &mut adam, &mut rng, batch, threads);
     let one = t0.elapsed().as_secs_f64().max(1e-6);
     let n = ((0.4 / one) as usize).clamp(5, 5000);
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
         for _ in 0..n {
-            step(&mut flow, &mut adam, &mut rngs, batch);
+            step(&mut flow, &mut adam, &mut rng, batch, threads);
         }
         times.push(t.elapsed().as_secs_f64() * 1e3 / n as f64);
     }

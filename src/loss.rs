@@ -29,7 +29,8 @@ use crate::real::{Lane, Real};
 use crate::simd::batch::normal_lanes;
 use crate::simd::{SimdLane, SimdReal};
 use num_traits::ToPrimitive;
-use rand_core::Rng;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 fn f64_of<T: Real>(x: T) -> f64 {
     ToPrimitive::to_f64(&x).unwrap_or(f64::NAN)
@@ -350,10 +351,60 @@ fn reverse_kl_lanes<L, T, const D: usize, const K: usize, A, E, F>(
     energy: &E,
     beta: T,
     batch: usize,
-    mut draw: F,
+    draw: F,
     diagnostics: bool,
     grad: &mut FlowGrad<T, D, K>,
 ) -> Result<BatchResult>
+where
+    L: SimdLane<Scalar = T>,
+    T: Real,
+    A: Activation<T>,
+    E: Energy<T, D>,
+    F: FnMut(&mut [L; D]),
+{
+    let p =
+        reverse_kl_lanes_acc::<L, T, D, K, A, E, F>(flow, energy, beta, batch, draw, diagnostics)?;
+    *grad = finish(flow, &p.acc, batch);
+    Ok(BatchResult {
+        loss: p.loss / batch as f64,
+        is: p.is,
+    })
+}
+
+/// The un-normalised sums of one (part of a) batch: per-layer accumulators (lanes reduced),
+/// the summed loss and the importance-sampling statistics.
+#[derive(Clone, Copy, Debug)]
+struct Partial<T, const D: usize, const K: usize> {
+    acc: [LayerAcc<T, D>; K],
+    loss: f64,
+    is: IsStats,
+}
+
+impl<T: Real, const D: usize, const K: usize> Partial<T, D, K> {
+    /// Adds `o` into `self` (the order of calls fixes the rounding: callers add parts in
+    /// batch order).
+    fn add(&mut self, o: &Self) {
+        for (a, b) in self.acc.iter_mut().zip(o.acc.iter()) {
+            for i in 0..D {
+                a.g_uhat[i] += b.g_uhat[i];
+                a.g_w[i] += b.g_w[i];
+            }
+            a.g_c += b.g_c;
+            a.g_b += b.g_b;
+        }
+        self.loss += o.loss;
+        self.is.merge(&o.is);
+    }
+}
+
+fn reverse_kl_lanes_acc<L, T, const D: usize, const K: usize, A, E, F>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    beta: T,
+    batch: usize,
+    mut draw: F,
+    diagnostics: bool,
+) -> Result<Partial<T, D, K>>
 where
     L: SimdLane<Scalar = T>,
     T: Real,
@@ -449,10 +500,168 @@ where
         sa.g_c = red(la.g_c);
         sa.g_b = red(la.g_b);
     }
-    *grad = finish(flow, &sacc, batch);
-    Ok(BatchResult {
-        loss: loss / batch as f64,
+    Ok(Partial {
+        acc: sacc,
+        loss,
         is,
+    })
+}
+
+/// Draws `z ~ N(0, I)` into `L::LANES` points per vector from `rng`.
+fn draw_normal_lanes<L: SimdLane, R: Rng + ?Sized, const D: usize>(rng: &mut R, z: &mut [L; D]) {
+    let mut i = 0;
+    while i < D {
+        let (a, b) = normal_lanes::<L, R>(rng);
+        z[i] = a;
+        if i + 1 < D {
+            z[i + 1] = b;
+        }
+        i += 2;
+    }
+}
+
+/// The part plan of [`reverse_kl_grad_parts`]: the length of every part but the last (a
+/// multiple of the points a batched kernel keeps in flight, so only the last part has a
+/// masked tail) and the generator of the first part.
+fn part_plan<T: SimdReal, R: Rng + ?Sized>(
+    rng: &mut R,
+    batch: usize,
+    parts: usize,
+) -> Result<(usize, Xoshiro256PlusPlus)> {
+    if batch == 0 {
+        return Err(FlowError::InvalidArgument("batch must be at least 1"));
+    }
+    if parts == 0 {
+        return Err(FlowError::InvalidArgument("parts must be at least 1"));
+    }
+    let chunk = GROUP * <T::Simd as Lane>::LANES;
+    let len = batch.div_ceil(parts).div_ceil(chunk) * chunk;
+    Ok((len, Xoshiro256PlusPlus::seed_from_u64(rng.next_u64())))
+}
+
+/// [`reverse_kl_grad_simd_with`] with the batch split into `parts` contiguous parts, the
+/// unit of work of the multi-threaded step ([`par_reverse_kl_grad_parts`], feature
+/// `parallel`), computed here one after the other.
+///
+/// One `u64` is drawn from `rng` per call and seeds a [`Xoshiro256PlusPlus`]; part `i` draws
+/// its base points from that generator advanced by `i` [`jump`](Xoshiro256PlusPlus::jump)s
+/// (2¹²⁸ draws apart, so the streams never overlap). Parts hold `⌈batch/parts⌉` points rounded
+/// up to a multiple of the points in flight (32 for f32 and 16 for f64 on SSE2), the last part
+/// the rest (a batch too small for `parts` such parts has fewer). Each part's sums are formed
+/// by the batched kernel and the parts are added in batch order, so the result depends on
+/// `parts` (and the seed and build) but not on how many threads compute the parts:
+/// [`par_reverse_kl_grad_parts`] returns the same bits.
+///
+/// # Errors
+/// As [`reverse_kl_grad`]; [`FlowError::InvalidArgument`] for `parts = 0`.
+#[allow(clippy::too_many_arguments)]
+pub fn reverse_kl_grad_parts<T, const D: usize, const K: usize, A, E, R>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    beta: T,
+    rng: &mut R,
+    batch: usize,
+    parts: usize,
+    diagnostics: bool,
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<BatchResult>
+where
+    T: SimdReal,
+    A: Activation<T>,
+    E: Energy<T, D>,
+    R: Rng + ?Sized,
+{
+    let (len, mut stream) = part_plan::<T, R>(rng, batch, parts)?;
+    let mut total: Option<Partial<T, D, K>> = None;
+    let mut start = 0;
+    while start < batch {
+        let n = len.min(batch - start);
+        let mut r = stream.clone();
+        stream.jump();
+        let p = reverse_kl_lanes_acc::<T::Simd, T, D, K, A, E, _>(
+            flow,
+            energy,
+            beta,
+            n,
+            |z: &mut [T::Simd; D]| draw_normal_lanes(&mut r, z),
+            diagnostics,
+        )?;
+        match total.as_mut() {
+            Some(t) => t.add(&p),
+            None => total = Some(p),
+        }
+        start += n;
+    }
+    let t = total.ok_or(FlowError::InvalidArgument("batch must be at least 1"))?;
+    *grad = finish(flow, &t.acc, batch);
+    Ok(BatchResult {
+        loss: t.loss / batch as f64,
+        is: t.is,
+    })
+}
+
+/// [`reverse_kl_grad_parts`] with the parts computed in parallel on the current rayon pool
+/// (use [`rayon::ThreadPool::install`] to choose the thread count). The parts' sums are
+/// collected in batch order and added in that order, so the result is bitwise the same as
+/// [`reverse_kl_grad_parts`] with the same `parts`, for any number of threads.
+///
+/// # Errors
+/// As [`reverse_kl_grad_parts`] (the error of the first failing part in batch order).
+#[cfg(feature = "parallel")]
+#[allow(clippy::too_many_arguments)]
+pub fn par_reverse_kl_grad_parts<T, const D: usize, const K: usize, A, E, R>(
+    flow: &Flow<T, D, K, A>,
+    energy: &E,
+    beta: T,
+    rng: &mut R,
+    batch: usize,
+    parts: usize,
+    diagnostics: bool,
+    grad: &mut FlowGrad<T, D, K>,
+) -> Result<BatchResult>
+where
+    T: SimdReal + Send + Sync,
+    A: Activation<T> + Sync,
+    E: Energy<T, D> + Sync,
+    R: Rng + ?Sized,
+{
+    use rayon::prelude::*;
+    use std::vec::Vec;
+    let (len, mut stream) = part_plan::<T, R>(rng, batch, parts)?;
+    let mut work = Vec::with_capacity(parts);
+    let mut start = 0;
+    while start < batch {
+        let n = len.min(batch - start);
+        work.push((n, stream.clone()));
+        stream.jump();
+        start += n;
+    }
+    let sums: Vec<Result<Partial<T, D, K>>> = work
+        .into_par_iter()
+        .map(|(n, mut r)| {
+            reverse_kl_lanes_acc::<T::Simd, T, D, K, A, E, _>(
+                flow,
+                energy,
+                beta,
+                n,
+                |z: &mut [T::Simd; D]| draw_normal_lanes(&mut r, z),
+                diagnostics,
+            )
+        })
+        .collect();
+    let mut total: Option<Partial<T, D, K>> = None;
+    for p in sums {
+        let p = p?;
+        match total.as_mut() {
+            Some(t) => t.add(&p),
+            None => total = Some(p),
+        }
+    }
+    let t = total.ok_or(FlowError::InvalidArgument("batch must be at least 1"))?;
+    *grad = finish(flow, &t.acc, batch);
+    Ok(BatchResult {
+        loss: t.loss / batch as f64,
+        is: t.is,
     })
 }
 
@@ -671,6 +880,11 @@ pub struct Trainer<T: Real, const D: usize, const K: usize, const P: usize, A: A
     /// Compute the batch's importance-sampling statistics in [`Trainer::step`] (default
     /// `true`; the SIMD path skips them when `false`, saving an `exp` per point).
     pub diagnostics: bool,
+    /// Split each batch into this many parts ([`reverse_kl_grad_parts`]; default 1: one
+    /// [`reverse_kl_grad_simd`] pass). [`Trainer::par_step`] (feature `parallel`) computes the
+    /// parts on the rayon pool and gives the same bits as [`Trainer::step`] for any thread
+    /// count; 1 and `parts > 1` draw different base points.
+    pub parts: usize,
 }
 
 impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<T>, R: Rng>
@@ -688,6 +902,7 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
             rejected: 0,
             simd: true,
             diagnostics: true,
+            parts: 1,
         }
     }
 
@@ -710,7 +925,18 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
     pub fn step<E: Energy<T, D>>(&mut self, energy: &E, batch: usize) -> Result<BatchResult> {
         let mut g = FlowGrad::zero();
         let beta = T::from_f64(self.beta());
-        let r = if self.simd {
+        let r = if self.simd && self.parts > 1 {
+            reverse_kl_grad_parts(
+                &self.flow,
+                energy,
+                beta,
+                &mut self.rng,
+                batch,
+                self.parts,
+                self.diagnostics,
+                &mut g,
+            )
+        } else if self.simd {
             reverse_kl_grad_simd_with(
                 &self.flow,
                 energy,
@@ -723,7 +949,47 @@ impl<T: SimdReal, const D: usize, const K: usize, const P: usize, A: Activation<
         } else {
             reverse_kl_grad(&self.flow, energy, beta, &mut self.rng, batch, &mut g)
         };
-        let r = r.and_then(|r| self.adam.step(&mut self.flow, &g).map(|()| r));
+        self.apply(r, &g)
+    }
+
+    /// [`Trainer::step`] with the batch's parts ([`Trainer::parts`]) computed in parallel on the
+    /// current rayon pool ([`par_reverse_kl_grad_parts`]): bitwise the same result as
+    /// [`Trainer::step`], for any number of threads. With `parts = 1` (or the scalar path) it
+    /// is [`Trainer::step`].
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    #[cfg(feature = "parallel")]
+    pub fn par_step<E: Energy<T, D> + Sync>(
+        &mut self,
+        energy: &E,
+        batch: usize,
+    ) -> Result<BatchResult>
+    where
+        T: Send + Sync,
+        A: Sync,
+    {
+        if !(self.simd && self.parts > 1) {
+            return self.step(energy, batch);
+        }
+        let mut g = FlowGrad::zero();
+        let beta = T::from_f64(self.beta());
+        let r = par_reverse_kl_grad_parts(
+            &self.flow,
+            energy,
+            beta,
+            &mut self.rng,
+            batch,
+            self.parts,
+            self.diagnostics,
+            &mut g,
+        );
+        self.apply(r, &g)
+    }
+
+    /// Applies Adam with `g` if `r` is a success; counts the step or the rejection.
+    fn apply(&mut self, r: Result<BatchResult>, g: &FlowGrad<T, D, K>) -> Result<BatchResult> {
+        let r = r.and_then(|r| self.adam.step(&mut self.flow, g).map(|()| r));
         match r {
             Ok(r) => {
                 self.step_count += 1;

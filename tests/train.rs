@@ -458,3 +458,125 @@ fn simd_forward_kl_matches_scalar_reference() {
     );
     assert_eq!(gc, FlowGrad::zero());
 }
+
+#[test]
+fn parts_gradient_is_the_weighted_mean_of_its_parts() {
+    // `reverse_kl_grad_parts` against an independent assembly: each part's batched gradient
+    // (`reverse_kl_grad_simd_with` on the part's generator stream: one u64 from the caller's
+    // generator seeds a Xoshiro256++, part i is it after i jumps) averaged with the part
+    // sizes as weights. 192 = 3·64 points in 3 parts: 64 each for every lane width (64 is a
+    // multiple of the 4 chunks in flight × up to 16 lanes). The two differ only in where the
+    // rounding of the linear chain through û and of the 1/n scaling happens: 1e−12 relative
+    // to the largest entry in f64.
+    use flowcore::Rng;
+    use flowcore::loss::{reverse_kl_grad_parts, reverse_kl_grad_simd_with};
+    let flow = small_flow(31);
+    let e = RmEnergy::new(RmKind::U2);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+    let mut g = FlowGrad::zero();
+    let r = reverse_kl_grad_parts(&flow, &e, 0.8, &mut rng.clone(), 192, 3, true, &mut g).unwrap();
+    let mut stream = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
+    let mut want = [0.0f64; P];
+    let mut loss = 0.0;
+    for _ in 0..3 {
+        let mut gi = FlowGrad::zero();
+        let ri = reverse_kl_grad_simd_with(&flow, &e, 0.8, &mut stream.clone(), 64, true, &mut gi)
+            .unwrap();
+        stream.jump();
+        for (w, v) in want.iter_mut().zip(flat(&gi)) {
+            *w += v / 3.0;
+        }
+        loss += ri.loss / 3.0;
+    }
+    let got = flat(&g);
+    let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    for j in 0..P {
+        assert!(
+            (got[j] - want[j]).abs() < 1e-12 * scale,
+            "[{j}] {} vs {}",
+            got[j],
+            want[j]
+        );
+    }
+    assert!((r.loss - loss).abs() < 1e-12 * loss.abs().max(1.0));
+    assert_eq!(r.is.count(), 192);
+    assert!(matches!(
+        reverse_kl_grad_parts(&flow, &e, 0.8, &mut rng, 192, 0, true, &mut g),
+        Err(FlowError::InvalidArgument(_))
+    ));
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn parallel_step_is_bitwise_the_serial_one_for_any_thread_count() {
+    // The parts are computed on 1 or 2 rayon threads and added in batch order, so gradient,
+    // loss and IS statistics must equal the serial `reverse_kl_grad_parts` bit for bit (an
+    // uneven batch: the last part is short and has a masked tail), and a 2-thread `par_step`
+    // training run must reproduce the serial `step` run exactly.
+    use flowcore::loss::{par_reverse_kl_grad_parts, reverse_kl_grad_parts};
+    let flow = small_flow(32);
+    let e = RmEnergy::new(RmKind::U3);
+    for &(batch, parts) in &[(1000usize, 3usize), (1000, 4), (37, 2), (5, 4)] {
+        let mut g0 = FlowGrad::zero();
+        let r0 = reverse_kl_grad_parts(
+            &flow,
+            &e,
+            1.0,
+            &mut Xoshiro256PlusPlus::seed_from_u64(8),
+            batch,
+            parts,
+            true,
+            &mut g0,
+        )
+        .unwrap();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut g1 = FlowGrad::zero();
+            let r1 = pool
+                .install(|| {
+                    par_reverse_kl_grad_parts(
+                        &flow,
+                        &e,
+                        1.0,
+                        &mut Xoshiro256PlusPlus::seed_from_u64(8),
+                        batch,
+                        parts,
+                        true,
+                        &mut g1,
+                    )
+                })
+                .unwrap();
+            let (a, b) = (flat(&g0), flat(&g1));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "batch {batch} parts {parts} threads {threads}"
+            );
+            assert_eq!(r0.loss.to_bits(), r1.loss.to_bits());
+            assert_eq!(r0.is, r1.is);
+        }
+    }
+    let run = |par: bool| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let flow = init_random::<f32, 2, 16, _>(&mut rng);
+        let mut t = Trainer::<f32, 2, 16, 80, _, _>::new(flow, 1e-2, rng);
+        t.parts = 2;
+        let e = RmEnergy::new(RmKind::U1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for _ in 0..40 {
+            if par {
+                pool.install(|| t.par_step(&e, 300)).unwrap();
+            } else {
+                t.step(&e, 300).unwrap();
+            }
+        }
+        t.flow.to_params::<80>()
+    };
+    let (a, b) = (run(false), run(true));
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
