@@ -260,13 +260,31 @@ fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
     flush
 }
 
+/// AoS → SoA for one chunk. A full chunk with `LANES | D` is transposed in `LANES × LANES`
+/// tiles in registers where the target allows ([`SimdLane::FAST_TILE`]); otherwise lane by
+/// lane (the compiler's per-lane inserts cost about 0.45 ns per point-layer at D = 16, K = 32).
 #[inline(always)]
 fn load<T: Real, L: SimdLane<Scalar = T>, const D: usize>(pts: &[[T; D]]) -> [L; D] {
+    let w = L::LANES;
+    if L::FAST_TILE && D % w == 0 && pts.len() == w {
+        let mut c = [L::splat(T::ZERO); D];
+        for (t, ct) in c.chunks_exact_mut(w).enumerate() {
+            L::load_tile(pts, t * w, ct);
+        }
+        return c;
+    }
     core::array::from_fn(|i| L::from_fn(|j| if j < pts.len() { pts[j][i] } else { T::ZERO }))
 }
 
 #[inline(always)]
 fn store<T: Real, L: SimdLane<Scalar = T>, const D: usize>(c: &[L; D], out: &mut [[T; D]]) {
+    let w = L::LANES;
+    if L::FAST_TILE && D % w == 0 && out.len() == w {
+        for (t, ct) in c.chunks_exact(w).enumerate() {
+            L::store_tile(ct, out, t * w);
+        }
+        return;
+    }
     for i in 0..D {
         for (j, p) in out.iter_mut().enumerate() {
             p[i] = c[i].lane(j);

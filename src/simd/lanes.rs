@@ -18,6 +18,16 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn from_fn<F: FnMut(usize) -> Self::Scalar>(f: F) -> Self;
     /// Lane `i` (`i < LANES`; a larger `i` gives lane `LANES − 1`).
     fn lane(self, i: usize) -> Self::Scalar;
+    /// Whether [`SimdLane::load_tile`] / [`SimdLane::store_tile`] transpose in registers on this
+    /// target (with AVX, through `wide`'s shuffle-based `f32x8` / `f64x4` transposes); otherwise
+    /// the batched kernels go lane by lane.
+    const FAST_TILE: bool;
+    /// Transposed load of a `LANES × LANES` tile: `out[i]` gets lane `j` = `pts[j][col + i]`,
+    /// for `j, i < LANES`. Needs `pts.len() ≥ LANES`, `col + LANES ≤ D`, `out.len() ≥ LANES`
+    /// (panics otherwise; the kernels guarantee it).
+    fn load_tile<const D: usize>(pts: &[[Self::Scalar; D]], col: usize, out: &mut [Self]);
+    /// The inverse of [`SimdLane::load_tile`]: `pts[j][col + i]` = lane `j` of `v[i]`.
+    fn store_tile<const D: usize>(v: &[Self], pts: &mut [[Self::Scalar; D]], col: usize);
     /// Mask of `self < other`.
     fn lt(self, other: Self) -> Self;
     /// Mask of `self <= other`.
@@ -53,7 +63,7 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
 }
 
 macro_rules! impl_lanes {
-    ($v:ty, $t:ty, $n:expr, $u:ty, $mbits:expr, $k_off:expr, $sqrt_half_bits:expr, $magic_bits:expr) => {
+    ($v:ty, $t:ty, $n:expr, $h:ty, $hn:expr, $u:ty, $mbits:expr, $k_off:expr, $sqrt_half_bits:expr, $magic_bits:expr) => {
         impl Lane for $v {
             type Scalar = $t;
             const LANES: usize = $n;
@@ -111,6 +121,53 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn lane(self, i: usize) -> $t {
                 self.to_array()[i.min($n - 1)]
+            }
+            const FAST_TILE: bool = cfg!(target_feature = "avx");
+            // Sub-tiles of the `$hn`-lane type `$h` (whose `transpose` is shuffle-based with
+            // AVX), joined into / split from the `$n`-lane rows by array copies.
+            #[inline(always)]
+            fn load_tile<const D: usize>(pts: &[[$t; D]], col: usize, out: &mut [Self]) {
+                const H: usize = $hn;
+                const B: usize = $n / $hn;
+                let mut parts = [[[<$h>::ZERO; H]; B]; B];
+                for (bj, pj) in parts.iter_mut().enumerate() {
+                    for (bi, pji) in pj.iter_mut().enumerate() {
+                        let c0 = col + bj * H;
+                        *pji = <$h>::transpose(core::array::from_fn(|j| {
+                            let mut a = [0.0 as $t; H];
+                            a.copy_from_slice(&pts[bi * H + j][c0..c0 + H]);
+                            <$h>::new(a)
+                        }));
+                    }
+                }
+                for (bj, pj) in parts.iter().enumerate() {
+                    for i in 0..H {
+                        let mut r = [0.0 as $t; $n];
+                        for (bi, pji) in pj.iter().enumerate() {
+                            r[bi * H..bi * H + H].copy_from_slice(&pji[i].to_array());
+                        }
+                        out[bj * H + i] = <$v>::new(r);
+                    }
+                }
+            }
+            #[inline(always)]
+            fn store_tile<const D: usize>(v: &[Self], pts: &mut [[$t; D]], col: usize) {
+                const H: usize = $hn;
+                const B: usize = $n / $hn;
+                for bj in 0..B {
+                    let rows: [[$t; $n]; H] = core::array::from_fn(|i| v[bj * H + i].to_array());
+                    for bi in 0..B {
+                        let t = <$h>::transpose(core::array::from_fn(|i| {
+                            let mut a = [0.0 as $t; H];
+                            a.copy_from_slice(&rows[i][bi * H..bi * H + H]);
+                            <$h>::new(a)
+                        }));
+                        let c0 = col + bj * H;
+                        for (j, tj) in t.iter().enumerate() {
+                            pts[bi * H + j][c0..c0 + H].copy_from_slice(&tj.to_array());
+                        }
+                    }
+                }
             }
             #[inline(always)]
             fn lt(self, other: Self) -> Self {
@@ -200,6 +257,8 @@ impl_lanes!(
     f32x8,
     f32,
     8,
+    f32x8,
+    8,
     wide::u32x8,
     23,
     8388608.0 + 127.0,
@@ -210,6 +269,8 @@ impl_lanes!(
     f32x16,
     f32,
     16,
+    f32x8,
+    8,
     wide::u32x16,
     23,
     8388608.0 + 127.0,
@@ -219,6 +280,8 @@ impl_lanes!(
 impl_lanes!(
     f64x4,
     f64,
+    4,
+    f64x4,
     4,
     wide::u64x4,
     52,
@@ -230,6 +293,8 @@ impl_lanes!(
     f64x8,
     f64,
     8,
+    f64x4,
+    4,
     wide::u64x8,
     52,
     4503599627370496.0 + 1023.0,
