@@ -266,7 +266,7 @@ fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
 #[inline(always)]
 fn load<T: Real, L: SimdLane<Scalar = T>, const D: usize>(pts: &[[T; D]]) -> [L; D] {
     let w = L::LANES;
-    if L::FAST_TILE && D % w == 0 && pts.len() == w {
+    if L::FAST_TILE && D.is_multiple_of(w) && pts.len() == w {
         let mut c = [L::splat(T::ZERO); D];
         for (t, ct) in c.chunks_exact_mut(w).enumerate() {
             L::load_tile(pts, t * w, ct);
@@ -279,7 +279,7 @@ fn load<T: Real, L: SimdLane<Scalar = T>, const D: usize>(pts: &[[T; D]]) -> [L;
 #[inline(always)]
 fn store<T: Real, L: SimdLane<Scalar = T>, const D: usize>(c: &[L; D], out: &mut [[T; D]]) {
     let w = L::LANES;
-    if L::FAST_TILE && D % w == 0 && out.len() == w {
+    if L::FAST_TILE && D.is_multiple_of(w) && out.len() == w {
         for (t, ct) in c.chunks_exact(w).enumerate() {
             L::store_tile(ct, out, t * w);
         }
