@@ -119,7 +119,13 @@ impl<T: Real> LaneSolve<T> for Tanh {
         }
         // (A bracket of one point, lo = hi, ends in the first iteration as "collapsed".)
         let mut done = [zero.lt(zero); M];
+        // Per lane, once finished: [α, δ, h(α), h′(α)].
         let mut out = [[zero; 4]; M];
+        let two = L::splat(T::TWO);
+        let finish = |[a, d, h, dh]: [L; 4]| {
+            let hn = dh.madd(-d, h);
+            [a - d, hn, (two * h * dh).madd(d, dh), hn * hn]
+        };
         for _ in 0..<Tanh as LaneSolve<T>>::LANE_BUDGET {
             let mut all = true;
             for m in 0..M {
@@ -139,28 +145,28 @@ impl<T: Real> LaneSolve<T> for Tanh {
                     .le(tol * a[m].vabs())
                     .or(ins.and((step * step).le(qtol * a[m].vabs().vmin(one))));
                 let collapsed = mid.eq_mask(lo[m]).or(mid.eq_mask(hi[m]));
-                let fz = fneg.or(fpos).not();
-                // Lanes ending now: at α − δ with first-order updates (δ = 0 for fz / collapsed).
-                let fin = done[m].not().and(small.or(fz).or(collapsed));
+                // Lanes ending now: at α − δ (δ = 0 for collapsed brackets; a zero residual
+                // gives δ = 0 and `small`). The first-order updates of `h, h′` to α − δ are
+                // made once, after the loop, from the recorded `(α, δ, h, h′)`.
+                let fin = done[m].not().and(small.or(collapsed));
                 let d = small.and(ins).select(step, zero);
-                let hn = dh.madd(-d, h);
-                let dhn = (L::splat(T::TWO) * h * dh).madd(d, dh);
                 let o = &mut out[m];
                 *o = [
-                    fin.select(a[m] - d, o[0]),
-                    fin.select(hn, o[1]),
-                    fin.select(dhn, o[2]),
-                    fin.select(hn * hn, o[3]),
+                    fin.select(a[m], o[0]),
+                    fin.select(d, o[1]),
+                    fin.select(h, o[2]),
+                    fin.select(dh, o[3]),
                 ];
                 let next = ins.select(cand, mid);
-                a[m] = done[m].or(fz).select(a[m], next);
+                a[m] = done[m].select(a[m], next);
                 done[m] = done[m].or(fin);
                 all &= done[m].all();
             }
             if all {
-                return out;
+                return out.map(finish);
             }
         }
+        let out = out.map(finish);
         // Lanes still open after the budget: the scalar solver (never reached in the tests).
         core::array::from_fn(|m| {
             let (done, out) = (done[m], out[m]);
