@@ -39,7 +39,10 @@ run_crate() { # $1 = build label, $2 = target dir, $3 = RUSTFLAGS
     for b in 1024 8192; do
         for d in f32 f64; do
             for t in 1 2; do
-                "$2/release/examples/bench_train" --batch "$b" --k 32 --dtype "$d" --threads "$t" |
+                # threads=1 pinned to CPU 0, as the peer script pins its threads=1 runs.
+                pin=()
+                if [ "$t" = 1 ] && command -v taskset > /dev/null; then pin=(taskset -c 0); fi
+                "${pin[@]}" "$2/release/examples/bench_train" --batch "$b" --k 32 --dtype "$d" --threads "$t" |
                     sed "s/^{/{\"build\": \"$1\", /"
             done
         done
