@@ -1719,12 +1719,14 @@ pub fn batch_vs_scalar(data: &[u8]) -> Outcome {
 /// The analytic gradients of `src/grad.rs` ([`Flow::forward_store`], [`Flow::backward_point`],
 /// [`Flow::reparam_vjp`]) of the loss `L = aᵀg(z) + β·ln|det J_g(z)|` with respect to every
 /// layer's `(u, w, b)` and to `z`, against central finite differences in f64 with steps
-/// `h_j = 10⁻³·2⁻ʲ·max(1, |p|)/G`, `j = 0…12`, `G = Πₖ(1 + ‖wₖ‖₁·(1 + ‖ûₖ‖∞))` (the
-/// narrowest feature of the loss is about `1/G` wide). For each adjacent pair the tolerance is
-/// `4·|D_{h} − D_{h/2}|` (the Richardson estimate of the truncation error of `D_{h/2}` is a
-/// third of that) plus the rounding error of the differences, `10³·ε·(1 + |L|)/h`, plus
-/// `10⁻⁶·(1 + |∂L/∂p|)`; the pair with the smallest tolerance is used (a fixed step fails on
-/// layers whose features are narrower than the step). Only where `L` is smooth: tanh layers with
+/// `h_j = 10⁻¹·2⁻ʲ·max(1, |p|)/G`, `j = 0…17`, `G = Πₖ(1 + ‖wₖ‖₁·(1 + ‖ûₖ‖∞))` (the
+/// narrowest feature of the loss is about `1/G` wide), Richardson-combined into fourth-order
+/// estimates `R(h) = (4·D(h) − D(2h))/3`. At each step the tolerance is the spread of three
+/// successive `R` plus the rounding error `8·ε·G·M/h` (`M` the magnitude of the terms the loss
+/// is summed from) plus `10⁻⁶·(1 + |∂L/∂p|)`; the step with the smallest tolerance is used (a
+/// fixed step fails on layers whose features are narrower than the step; an earlier version
+/// with second-order pairs and a rounding term in `|L|` alone let two noisy estimates at a tiny
+/// step agree by chance, a false alarm the CI smoke run found). Only where `L` is smooth: tanh layers with
 /// `‖w‖∞ ≥ 0.05` (the `w`-derivative of `û` grows like `1/‖w‖` near 0, see `src/grad.rs`)
 /// and `1 + wᵀû ≥ 0.05`, no projection constraint (a kink at the margin).
 ///
@@ -1766,36 +1768,57 @@ pub fn gradients_flow<const D: usize, const K: usize>(
         })
         .product();
     let eps = f64::EPSILON;
+    // Magnitude of the terms the loss is summed from (x = z + Σₖ ûₖ·h(sₖ), so each coordinate
+    // carries |zᵢ| + Σₖ‖ûₖ‖∞; the log-det is a sum of K logs): the rounding error of L is at most
+    // a few eps of this, amplified by at most G through the layers.
+    let usum: f64 = f
+        .layers()
+        .iter()
+        .map(|l| l.u_hat().iter().fold(0.0f64, |m, v| m.max(v.abs())))
+        .sum();
+    let (_, ld0) = f.forward_and_log_det(z);
+    let mag = 1.0
+        + l0
+        + (0..D)
+            .map(|i| a[i].abs() * (z[i].abs() + usum))
+            .sum::<f64>()
+        + beta.abs() * (K as f64 + ld0.abs());
     let check = |what: String, analytic: f64, fd: &dyn Fn(f64) -> Option<f64>, p: f64| -> Outcome {
-        // Steps h_j = 10⁻³·2⁻ʲ·max(1, |p|), j = 0…12: take the adjacent pair whose estimated
-        // error (Richardson truncation estimate + rounding) is smallest.
-        let mut best: Option<(f64, f64)> = None; // (tolerance, D_{h/2})
-        let mut prev: Option<(f64, f64)> = None; // (h, D_h)
-        for j in 0..13 {
-            let h = 1e-3 * libm::exp2(-f64::from(j)) * p.abs().max(1.0) / feature;
+        // Central differences D(h) on steps hⱼ = 10⁻¹·2⁻ʲ·max(1, |p|)/G, j = 0…17, combined into
+        // the fourth-order R(h) = (4·D(h) − D(2h))/3. For each j the tolerance is the spread of
+        // three successive R (max of the two adjacent differences: it bounds the truncation
+        // error of the O(h⁴) estimate and guards against two estimates agreeing by chance) plus
+        // the rounding error 8·eps·G·mag/h plus 10⁻⁶·(1 + |∂L/∂p|); the smallest is used.
+        let mut best: Option<(f64, f64)> = None; // (tolerance, R)
+        let mut ds: [f64; 18] = [0.0; 18];
+        let mut rs: [f64; 18] = [0.0; 18];
+        for j in 0..18 {
+            let h = 1e-1 * libm::exp2(-(j as f64)) * p.abs().max(1.0) / feature;
             let Some(d) = fd(h) else {
                 return Ok(());
             };
-            if let Some((_, dp)) = prev {
-                let t = 4.0 * (dp - d).abs()
-                    + 1e3 * eps * (1.0 + l0) / h
-                    + 1e-6 * (1.0 + analytic.abs());
+            ds[j] = d;
+            if j >= 1 {
+                rs[j] = (4.0 * ds[j] - ds[j - 1]) / 3.0;
+            }
+            if j >= 3 {
+                let spread = (rs[j] - rs[j - 1]).abs().max((rs[j - 1] - rs[j - 2]).abs());
+                let t = spread + 8.0 * eps * feature * mag / h + 1e-6 * (1.0 + analytic.abs());
                 if best.is_none_or(|(bt, _)| t < bt) {
-                    best = Some((t, d));
+                    best = Some((t, rs[j]));
                 }
             }
-            prev = Some((h, d));
         }
         let Some((tol, d2)) = best else {
             return Ok(());
         };
-        let d1 = prev.map_or(f64::NAN, |(_, d)| d);
+        let d1 = ds[17];
         let err = (analytic - d2).abs();
         if within(err, tol) {
             Ok(())
         } else {
             Err(format!(
-                "{what}: analytic {analytic:?} vs finite differences {d2:?} (h: {d1:?}): err {err:?} > {tol:?}; flow {f:?}, z {z:?}, a {a:?}, β {beta:?}"
+                "{what}: analytic {analytic:?} vs finite differences {d2:?} (smallest-step central difference: {d1:?}): err {err:?} > {tol:?}; flow {f:?}, z {z:?}, a {a:?}, β {beta:?}"
             ))
         }
     };
