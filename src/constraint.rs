@@ -176,8 +176,11 @@ impl<T: Real> Constraint<T> {
         // û = u + coef·ŵ with coef = (m(x) − x)/(wmax·n2) = ((m(x) − x)/x)·(xt/n2).
         let coef = match self {
             Constraint::Smooth if x.abs() <= T::ONE => {
-                // (m − x)/x → −1/e as x → 0; computed without forming m − x.
-                let r = if x == T::ZERO {
+                // (m − x)/x = −1/e + O(x) as x → 0. Below eps that limit is exact to rounding, and
+                // it must be taken there: for subnormal x, m and x are quantised at the smallest
+                // subnormal and their ratio is off by up to 50 % (found by fuzzing, f32 u, w
+                // near 2⁻⁷⁵); the size of the correction comes from the scaled xt alone.
+                let r = if x.abs() <= T::EPS {
                     -T::ONE / T::E()
                 } else {
                     (m - x) / x
@@ -194,6 +197,16 @@ impl<T: Real> Constraint<T> {
         // size eps·|u| along w, so the stored û would not satisfy wᵀû = m. Two correction steps
         // û += ((m − wᵀû)/(wmax·n2))·ŵ make wᵀû = m up to the rounding of the dot product of the
         // corrected û (eps·Σ|wᵢûᵢ|), whatever the size of u.
+        //
+        // A legitimate step only repairs that rounding: |r| ≤ ~D·eps·(max|uᵢ| + |coef|) (the
+        // rounding of u + coef·ŵ plus that of the dot, in units of ŵ). A larger residual means
+        // that `m − wᵀû` is itself noise, which happens when the products wᵢûᵢ or wᵀu are
+        // subnormal (‖w‖, ‖u‖ ~ 2⁻⁷⁵ in f32): each product then carries an absolute error up to
+        // half the smallest subnormal, and dividing by wmax·n2 would amplify it into a move of û
+        // as large as u itself (found by fuzzing). Such a step is skipped: the error it leaves in
+        // wᵀû is of the size of the smallest subnormal, far below the rounding of 1 + wᵀû.
+        let umax = u.iter().fold(T::ZERO, |a, &v| a.max(v.abs()));
+        let step_bound = T::from_usize(8 * D) * T::EPS * (umax + coef.abs());
         for _ in 0..2 {
             // wᵀû as the kernels will see it (with w itself), scaled form if that overflows.
             let mut dot = T::ZERO;
@@ -208,7 +221,7 @@ impl<T: Real> Constraint<T> {
                 dot *= wmax;
             }
             let r = ((m - dot) / wmax) / n2;
-            if !r.is_finite() || r == T::ZERO {
+            if !r.is_finite() || r == T::ZERO || r.abs() > step_bound {
                 break;
             }
             for i in 0..D {

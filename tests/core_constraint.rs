@@ -172,3 +172,50 @@ fn w_dot_u_hat_matches_m() {
         assert!(l.w_dot_u_hat() > -1.0);
     }
 }
+
+/// f32 `u`, `w` near 2⁻⁷⁵, so every product wᵢuᵢ is subnormal (found by fuzzing: the refinement
+/// step amplified the products' underflow noise by 1/(‖w‖∞·‖ŵ‖²) and moved û along w by as much
+/// as u itself). û must match the exact Smooth û, computed in f64 from the same f32 inputs
+/// (where nothing is subnormal), to a few ulps of ‖u‖∞.
+#[test]
+fn smooth_constraint_accurate_when_products_are_subnormal() {
+    let a = 2.6469578e-23f32; // ≈ 2⁻⁷⁵
+    let mut r = support::rng(31);
+    for trial in 0..200 {
+        let (mut u, mut w) = ([0.0f32; 8], [0.0f32; 8]);
+        if trial == 0 {
+            // The fuzzer's input.
+            u = [a, -a, -a, -a, -a, -a, -a, -a];
+            w = [-a, -a, -a, -a, -a, -a, -a, 7.7e-34];
+        } else {
+            let (nu, nw) = (
+                normal_vec::<f64, 8>(&mut r, 1.0),
+                normal_vec::<f64, 8>(&mut r, 1.0),
+            );
+            let sw = f64::from(a) * 2f64.powi(trial % 9 - 4);
+            for i in 0..8 {
+                u[i] = (nu[i] * f64::from(a)) as f32;
+                w[i] = (nw[i] * sw) as f32;
+            }
+        }
+        let l = Planar::new(u, w, 0.0).unwrap();
+        // Exact û in f64 (scaled so nothing underflows): û = u + (m(x) − x)·w/‖w‖².
+        let s = 2f64.powi(75);
+        let (u64s, w64s): (Vec<f64>, Vec<f64>) = (0..8)
+            .map(|i| (f64::from(u[i]) * s, f64::from(w[i]) * s))
+            .unzip();
+        let x: f64 = (0..8).map(|i| u64s[i] * w64s[i]).sum::<f64>() / (s * s);
+        let (m, _) = Constraint::<f64>::Smooth.m(x).unwrap();
+        let n2: f64 = w64s.iter().map(|v| v * v).sum::<f64>() / (s * s);
+        let umax = u.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+        for i in 0..8 {
+            let want = f64::from(u[i]) + (m - x) * (w64s[i] / s) / n2;
+            let got = f64::from(l.u_hat()[i]);
+            assert!(
+                (got - want).abs() <= 64.0 * f64::from(f32::EPSILON) * umax,
+                "trial {trial}: û[{i}] = {got:e}, exact {want:e}; u {u:?}, w {w:?}"
+            );
+        }
+        assert!(l.one_plus_w_dot_u_hat() > 0.0);
+    }
+}
