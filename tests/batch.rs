@@ -668,3 +668,108 @@ fn parallel_kernels_match_single_core_bit_for_bit() {
             .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits))
     );
 }
+
+/// Points near the float range whose terms `wᵢzᵢ` cancel in the scalar's serial sum
+/// `b + w₀z₀ + w₁z₁ + …` (alternating signs, partial sums ≤ 0.6·MAX) but not in the kernels'
+/// four partial sums for D ≥ 8 (`wᵢzᵢ + wᵢ₊₄zᵢ₊₄` has equal signs: 1.2·MAX overflows). The
+/// batched results must be finite and agree with the scalar reference (a fuzz finding:
+/// `[NaN, ∞, …]` where the scalar gave values near −1.3e38). Tolerance `TOL·K·ε·(1 + |x|)` as in
+/// `check_flow`: the recomputed chunks use the scalar's order, so only FMA and the vector math
+/// differ; `|û| ≤ 0.1/D` keeps `û·h(s)` small against `x` (|s| ≤ Σ|wᵢzᵢ| ≤ D·‖z‖∞).
+fn check_near_max<T: Real + SimdReal, const D: usize, A>(act: A)
+where
+    A: flowcore::simd::LaneSolve<T>,
+{
+    const KN: usize = 2;
+    let big = T::max_value().to_f64_lossy() * 0.6;
+    let mut r = Xoshiro256PlusPlus::seed_from_u64(D as u64);
+    let layers: [Planar<T, D, A>; KN] = core::array::from_fn(|k| {
+        let w = core::array::from_fn(|i| T::from_f64(if i % 2 == 0 { 1.0 } else { -1.0 }));
+        let u =
+            core::array::from_fn(|i| T::from_f64((0.1 / D as f64) * ((i + k) as f64 * 0.7).cos()));
+        Planar::with(u, w, T::ZERO, Constraint::Smooth, act).unwrap()
+    });
+    let f = Flow::new(layers);
+    let n = 37;
+    // Within 1 % of 0.6·MAX; every fourth point ordinary (neighbouring lanes stay on the fast path).
+    let z: Vec<[T; D]> = (0..n)
+        .map(|p| {
+            core::array::from_fn(|_| {
+                let v = normal(&mut r);
+                T::from_f64(if p % 4 == 3 {
+                    v
+                } else {
+                    -big * (1.0 + 0.01 * v)
+                })
+            })
+        })
+        .collect();
+    let tol = TOL * KN as f64 * T::EPS.to_f64_lossy();
+    let mut x = vec![[T::ZERO; D]; n];
+    let mut x2 = vec![[T::ZERO; D]; n];
+    let mut ld = vec![T::ZERO; n];
+    f.forward_batch(&z, &mut x2).unwrap();
+    f.forward_log_det_batch(&z, &mut x, &mut ld).unwrap();
+    let mut zi = vec![[T::ZERO; D]; n];
+    let mut ldi = vec![T::ZERO; n];
+    let failed = f.inverse_batch(&x, &mut zi, &mut ldi).unwrap();
+    let mut want_failed = 0;
+    for p in 0..n {
+        let (xr, ldr) = f.forward_and_log_det(&z[p]);
+        let xm = xr.iter().fold(0.0f64, |m, v| m.max(v.to_f64_lossy().abs()));
+        assert!(
+            xm.is_finite() && xm > 0.0,
+            "scalar reference overflowed: {xr:?}"
+        );
+        for i in 0..D {
+            for (got, what) in [(x[p][i], "fwd+ld"), (x2[p][i], "fwd")] {
+                let e = (got.to_f64_lossy() - xr[i].to_f64_lossy()).abs();
+                assert!(
+                    e <= tol * (1.0 + xm),
+                    "{what} D={D} p={p} i={i}: {got:?} vs {:?}",
+                    xr[i]
+                );
+            }
+        }
+        assert!(
+            close(ld[p], ldr, tol),
+            "ld D={D} p={p}: {:?} vs {ldr:?}",
+            ld[p]
+        );
+        match f.inverse_and_log_det(&x[p]) {
+            Ok((zr, ldr)) => {
+                let cond: f64 = f
+                    .layers()
+                    .iter()
+                    .map(|l| l.conditioning().to_f64_lossy())
+                    .product();
+                for i in 0..D {
+                    let e = (zi[p][i].to_f64_lossy() - zr[i].to_f64_lossy()).abs();
+                    assert!(
+                        e <= tol * cond * (1.0 + xm),
+                        "inv D={D} p={p} i={i}: {:?} vs {:?}",
+                        zi[p][i],
+                        zr[i]
+                    );
+                }
+                assert!(close(ldi[p], ldr, tol * cond), "inv ld D={D} p={p}");
+            }
+            Err(_) => want_failed += 1,
+        }
+    }
+    assert_eq!(failed, want_failed);
+}
+
+#[test]
+fn near_float_range_partial_sums_do_not_overflow() {
+    let leaky32 = flowcore::LeakyRelu::new(0.3f32).unwrap();
+    let leaky64 = flowcore::LeakyRelu::new(0.3f64).unwrap();
+    check_near_max::<f32, 8, _>(Tanh);
+    check_near_max::<f32, 16, _>(Tanh);
+    check_near_max::<f64, 8, _>(Tanh);
+    check_near_max::<f64, 16, _>(Tanh);
+    check_near_max::<f32, 8, _>(leaky32);
+    check_near_max::<f32, 16, _>(leaky32);
+    check_near_max::<f64, 8, _>(leaky64);
+    check_near_max::<f64, 16, _>(leaky64);
+}

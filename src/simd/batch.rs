@@ -210,17 +210,22 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
     }
 }
 
-/// One layer on one chunk, in place; returns the det factor. For `D < 8` this is
+/// One layer on one chunk, in place; returns the det factor. For `D < 8` (or `SEQ`) this is
 /// [`Planar::forward_lanes`] itself; for `D ≥ 8` the same formulas with `wᵀz + b` summed in four
 /// partial sums (four independent FMA chains instead of one chain of `D`: the serial chain's
 /// latency dominated the layer). The rounding then differs from the scalar's by the order of
-/// the `D` products, well inside the stated bounds.
+/// the `D` products, well inside the stated bounds, except where a partial sum overflows that
+/// the scalar's serial sum does not (terms near the float range that cancel): the
+/// reassociated pre-activation is then `±∞` or NaN in that lane, which `s·0 + flag` turns into
+/// a NaN in `flag` (one FMA per layer), and the caller recomputes the chunk with `SEQ`, the
+/// scalar's serial order (a fuzz finding: `[NaN, ∞, …]` where the scalar gave `−1.3e38`).
 #[inline(always)]
-fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>>(
+fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>, const SEQ: bool>(
     layer: &Planar<T, D, A>,
     z: &mut [L; D],
+    flag: &mut L,
 ) -> L {
-    if D < 8 {
+    if D < 8 || SEQ {
         return layer.forward_lanes(z);
     }
     let w = layer.w();
@@ -231,11 +236,40 @@ fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>>(
         p[i % 4] = z[i].madd(L::splat(w[i]), p[i % 4]);
     }
     let s = (p[0] + p[1]) + (p[2] + p[3]);
+    *flag = s.madd(L::splat(T::ZERO), *flag);
     let (h, dh, om) = layer.activation().eval(s);
     for i in 0..D {
         z[i] = h.madd(L::splat(u[i]), z[i]);
     }
     dh.madd(L::splat(layer.one_plus_w_dot_u_hat()), om)
+}
+
+/// `wᵀx + b` in lanes for the inverse: serial (the scalar's order) for `D < 8`, else four
+/// partial sums, redone serially if they overflowed where the serial sum may not (see
+/// [`layer_lanes`]).
+#[inline(always)]
+fn preact_lanes<T: Real, L: SimdLane<Scalar = T>, const D: usize>(
+    w: &[T; D],
+    b: T,
+    x: &[L; D],
+) -> L {
+    let serial = || {
+        let mut y = L::splat(b);
+        for i in 0..D {
+            y = x[i].madd(L::splat(w[i]), y);
+        }
+        y
+    };
+    if D < 8 {
+        return serial();
+    }
+    let mut p = [L::splat(T::ZERO); 4];
+    p[0] = L::splat(b);
+    for i in 0..D {
+        p[i % 4] = x[i].madd(L::splat(w[i]), p[i % 4]);
+    }
+    let y = (p[0] + p[1]) + (p[2] + p[3]);
+    if y.finite_mask().all() { y } else { serial() }
 }
 
 /// Log-det flush plan: `flush[k]` says "take the `ln` of the product after layer `k`".
@@ -335,19 +369,43 @@ enum Fwd {
 
 impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A> {
     /// Applies all layers to `M` interleaved chunks (independent dependency chains, for ILP);
-    /// returns `ln|det J_g|` per lane if `LD`.
+    /// returns `ln|det J_g|` per lane if `LD`. A chunk whose reassociated pre-activation
+    /// overflowed in some layer (see [`layer_lanes`]) is recomputed from its input in the
+    /// scalar's serial order.
     #[inline(always)]
     fn fwd_group<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
         &self,
         z: &mut [[L; D]; M],
         flush: &[bool; K],
     ) -> [L; M] {
+        if D < 8 {
+            return self.fwd_pass::<L, M, LD, true>(z, flush).0;
+        }
+        let z0 = *z;
+        let (mut ld, flag) = self.fwd_pass::<L, M, LD, false>(z, flush);
+        for m in 0..M {
+            if flag[m].nan_mask().any() {
+                let mut c = [z0[m]];
+                ld[m] = self.fwd_pass::<L, 1, LD, true>(&mut c, flush).0[0];
+                z[m] = c[0];
+            }
+        }
+        ld
+    }
+
+    #[inline(always)]
+    fn fwd_pass<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SEQ: bool>(
+        &self,
+        z: &mut [[L; D]; M],
+        flush: &[bool; K],
+    ) -> ([L; M], [L; M]) {
         let one = L::splat(T::ONE);
         let mut ld = [L::splat(T::ZERO); M];
+        let mut flag = [L::splat(T::ZERO); M];
         let mut prod = [one; M];
         for (layer, &fl) in self.layers().iter().zip(flush) {
             for m in 0..M {
-                let d = layer_lanes(layer, &mut z[m]);
+                let d = layer_lanes::<T, L, D, A, SEQ>(layer, &mut z[m], &mut flag[m]);
                 if LD {
                     prod[m] *= d;
                 }
@@ -359,7 +417,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
                 }
             }
         }
-        ld
+        (ld, flag)
     }
 
     fn fwd_drive_m<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
@@ -610,21 +668,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             let u = layer.u_hat();
             let cp1 = layer.one_plus_w_dot_u_hat();
             let y: [L; M] = core::array::from_fn(|m| {
-                let x = &x[m];
-                let y = if D < 8 {
-                    let mut y = L::splat(layer.b());
-                    for i in 0..D {
-                        y = x[i].madd(L::splat(w[i]), y);
-                    }
-                    y
-                } else {
-                    let mut p = [L::splat(T::ZERO); 4];
-                    p[0] = L::splat(layer.b());
-                    for i in 0..D {
-                        p[i % 4] = x[i].madd(L::splat(w[i]), p[i % 4]);
-                    }
-                    (p[0] + p[1]) + (p[2] + p[3])
-                };
+                let y = preact_lanes(w, layer.b(), &x[m]);
                 bad[m] = bad[m].or(y.finite_mask().not());
                 bad[m].select(zero, y)
             });
