@@ -214,16 +214,15 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
 /// [`Planar::forward_lanes`] itself; for `D ≥ 8` the same formulas with `wᵀz + b` summed in four
 /// partial sums (four independent FMA chains instead of one chain of `D`: the serial chain's
 /// latency dominated the layer). The rounding then differs from the scalar's by the order of
-/// the `D` products, well inside the stated bounds, except where a partial sum overflows that
-/// the scalar's serial sum does not (terms near the float range that cancel): the
-/// reassociated pre-activation is then `±∞` or NaN in that lane, which `s·0 + flag` turns into
-/// a NaN in `flag` (one FMA per layer), and the caller recomputes the chunk with `SEQ`, the
-/// scalar's serial order (a fuzz finding: `[NaN, ∞, …]` where the scalar gave `−1.3e38`).
+/// the `D` products, well inside the stated bounds, provided no partial sum overflows where the
+/// scalar's serial sum does not (terms near the float range that cancel in the serial order:
+/// a fuzz finding gave `[NaN, ∞, …]` where the scalar gave `−1.3e38`). The callers guarantee
+/// that: they take the partial sums only for chunks whose coordinates are below
+/// [`FwdPlan::safe`], and the serial order (`SEQ`) otherwise.
 #[inline(always)]
 fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>, const SEQ: bool>(
     layer: &Planar<T, D, A>,
     z: &mut [L; D],
-    flag: &mut L,
 ) -> L {
     if D < 8 || SEQ {
         return layer.forward_lanes(z);
@@ -236,12 +235,77 @@ fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>, c
         p[i % 4] = z[i].madd(L::splat(w[i]), p[i % 4]);
     }
     let s = (p[0] + p[1]) + (p[2] + p[3]);
-    *flag = s.madd(L::splat(T::ZERO), *flag);
     let (h, dh, om) = layer.activation().eval(s);
     for i in 0..D {
         z[i] = h.madd(L::splat(u[i]), z[i]);
     }
     dh.madd(L::splat(layer.one_plus_w_dot_u_hat()), om)
+}
+
+/// What the forward kernels plan from the parameters before a pass.
+struct FwdPlan<T, const K: usize> {
+    /// `flush[k]`: take the `ln` of the det product after layer `k` (see [`ln_plan`]).
+    flush: [bool; K],
+    /// A chunk whose coordinates all have `|zᵢ| ≤ safe` cannot overflow a partial sum of
+    /// `wᵀz + b` in any layer (bound below `MAX/4`; see [`safe_magnitude`]).
+    safe: T,
+}
+
+/// The largest `R` such that inputs with `‖z‖∞ ≤ R` keep every partial sum of every layer's
+/// `wᵀz + b` below `MAX/4` (any order of summation): with `Mₖ` a bound on `‖z‖∞` entering layer
+/// `k`, each partial sum is at most `Sₖ = |bₖ| + ‖wₖ‖₁·Mₖ`, and `Mₖ₊₁ ≤ Mₖ + ‖ûₖ‖∞·min(Sₖ, sup|h|)`
+/// (`|h(s)| ≤ |s|` as `h(0) = 0`, `0 ≤ h′ ≤ 1`). Both the linear bound `Mₖ ≤ AₖR + Bₖ` (from
+/// `|h| ≤ |s|`) and the additive one `Mₖ ≤ R + Cₖ` (from `|h| ≤ sup|h|`, tanh) are tracked, in
+/// f64; rounding (a factor `1 + O(Dε)` per layer) is far inside the factor 4. −1 if no `R > 0`
+/// works (or on overflow/NaN in the bound): the serial path is then always taken.
+fn safe_magnitude<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    layers: &[Planar<T, D, A>; K],
+) -> T {
+    let lim = T::max_value().as_f64() * 0.25;
+    let (mut a, mut bb, mut c) = (1.0f64, 0.0f64, 0.0f64);
+    let mut r = f64::INFINITY;
+    for l in layers {
+        let w1: f64 = l.w().iter().map(|v| v.as_f64().abs()).sum();
+        let uinf = l
+            .u_hat()
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.as_f64().abs()));
+        let b = l.b().as_f64().abs();
+        let hsup = l
+            .activation()
+            .h(T::max_value())
+            .as_f64()
+            .abs()
+            .max(l.activation().h(-T::max_value()).as_f64().abs());
+        let room = (lim - b) / w1; // Mₖ ≤ room (∞ for w = 0)
+        let r_lin = (room - bb) / a;
+        let r_add = room - c;
+        // `f64::max` ignores NaN; a NaN from ∞ − ∞ in both means no bound.
+        let rk = r_lin.max(r_add);
+        r = r.min(if rk.is_nan() { 0.0 } else { rk });
+        // Growth through this layer.
+        let g = uinf * w1;
+        a += a * g;
+        bb += bb * g + uinf * b;
+        c += uinf * hsup;
+    }
+    if r.is_nan() || r <= 0.0 {
+        return -T::ONE;
+    }
+    T::from_f64(r.min(T::max_value().as_f64()))
+}
+
+fn fwd_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
+    layers: &[Planar<T, D, A>; K],
+) -> FwdPlan<T, K> {
+    FwdPlan {
+        flush: ln_plan(layers),
+        safe: if D < 8 {
+            T::ZERO
+        } else {
+            safe_magnitude(layers)
+        },
+    }
 }
 
 /// `wᵀx + b` in lanes for the inverse: serial (the scalar's order) for `D < 8`, else four
@@ -369,28 +433,33 @@ enum Fwd {
 
 impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A> {
     /// Applies all layers to `M` interleaved chunks (independent dependency chains, for ILP);
-    /// returns `ln|det J_g|` per lane if `LD`. A chunk whose reassociated pre-activation
-    /// overflowed in some layer (see [`layer_lanes`]) is recomputed from its input in the
-    /// scalar's serial order.
+    /// returns `ln|det J_g|` per lane if `LD`. For `D ≥ 8`, the chunks take the partial-sum
+    /// layers only if all their coordinates are within [`FwdPlan::safe`] (else, e.g. for
+    /// NaN, ±∞ or huge coordinates, the scalar's serial order).
     #[inline(always)]
     fn fwd_group<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
         &self,
         z: &mut [[L; D]; M],
-        flush: &[bool; K],
+        plan: &FwdPlan<T, K>,
     ) -> [L; M] {
         if D < 8 {
-            return self.fwd_pass::<L, M, LD, true>(z, flush).0;
+            return self.fwd_pass::<L, M, LD, true>(z, &plan.flush);
         }
-        let z0 = *z;
-        let (mut ld, flag) = self.fwd_pass::<L, M, LD, false>(z, flush);
-        for m in 0..M {
-            if flag[m].nan_mask().any() {
-                let mut c = [z0[m]];
-                ld[m] = self.fwd_pass::<L, 1, LD, true>(&mut c, flush).0[0];
-                z[m] = c[0];
+        let safe = L::splat(plan.safe);
+        let mut ok = true;
+        for c in z.iter() {
+            let mut mx = c[0].vabs();
+            for v in &c[1..] {
+                mx = mx.vmax(v.vabs());
             }
+            // NaN fails the comparison: serial path.
+            ok &= mx.le(safe).all();
         }
-        ld
+        if ok {
+            self.fwd_pass::<L, M, LD, false>(z, &plan.flush)
+        } else {
+            self.fwd_pass::<L, M, LD, true>(z, &plan.flush)
+        }
     }
 
     #[inline(always)]
@@ -398,14 +467,13 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         &self,
         z: &mut [[L; D]; M],
         flush: &[bool; K],
-    ) -> ([L; M], [L; M]) {
+    ) -> [L; M] {
         let one = L::splat(T::ONE);
         let mut ld = [L::splat(T::ZERO); M];
-        let mut flag = [L::splat(T::ZERO); M];
         let mut prod = [one; M];
         for (layer, &fl) in self.layers().iter().zip(flush) {
             for m in 0..M {
-                let d = layer_lanes::<T, L, D, A, SEQ>(layer, &mut z[m], &mut flag[m]);
+                let d = layer_lanes::<T, L, D, A, SEQ>(layer, &mut z[m]);
                 if LD {
                     prod[m] *= d;
                 }
@@ -417,7 +485,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
                 }
             }
         }
-        (ld, flag)
+        ld
     }
 
     fn fwd_drive_m<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
@@ -426,7 +494,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         z: &[[T; D]],
         x: &mut [[T; D]],
         out: &mut [T],
-        flush: &[bool; K],
+        plan: &FwdPlan<T, K>,
     ) {
         let n = z.len();
         let w = L::LANES;
@@ -443,7 +511,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             };
         while p + step <= n {
             let mut c: [[L; D]; M] = core::array::from_fn(|m| load(&z[p + m * w..p + (m + 1) * w]));
-            let ld = self.fwd_group::<L, M, LD>(&mut c, flush);
+            let ld = self.fwd_group::<L, M, LD>(&mut c, plan);
             for m in 0..M {
                 emit(p + m * w, w, &c[m], ld[m], x, out);
             }
@@ -452,7 +520,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         while p < n {
             let cnt = w.min(n - p);
             let mut c = [load(&z[p..p + cnt])];
-            let ld = self.fwd_group::<L, 1, LD>(&mut c, flush);
+            let ld = self.fwd_group::<L, 1, LD>(&mut c, plan);
             emit(p, cnt, &c[0], ld[0], x, out);
             p += cnt;
         }
@@ -465,12 +533,12 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         x: &mut [[T; D]],
         out: &mut [T],
     ) {
-        let flush = ln_plan(self.layers());
+        let plan = fwd_plan(self.layers());
         // Chunks interleaved per layer: 4 for small D, 2 where the state fills the registers.
         if D <= 4 {
-            self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &flush);
+            self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &plan);
         } else {
-            self.fwd_drive_m::<L, 2, LD>(mode, z, x, out, &flush);
+            self.fwd_drive_m::<L, 2, LD>(mode, z, x, out, &plan);
         }
     }
 
@@ -542,9 +610,9 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     /// `ln|det J_g|` per lane. (Plans the `ln` groups on every call: for many chunks use
     /// [`Flow::forward_log_det_soa`].)
     pub fn forward_log_det_lanes<L: SimdLane<Scalar = T>>(&self, z: &mut [L; D]) -> L {
-        let flush = ln_plan(self.layers());
+        let plan = fwd_plan(self.layers());
         let mut c = [*z];
-        let ld = self.fwd_group::<L, 1, true>(&mut c, &flush);
+        let ld = self.fwd_group::<L, 1, true>(&mut c, &plan);
         *z = c[0];
         ld[0]
     }
@@ -560,11 +628,11 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         log_det: &mut [L],
     ) -> Result<()> {
         check_len(z.len(), log_det.len())?;
-        let flush = ln_plan(self.layers());
+        let plan = fwd_plan(self.layers());
         if D <= 4 {
-            self.soa_m::<L, 4>(z, log_det, &flush);
+            self.soa_m::<L, 4>(z, log_det, &plan);
         } else {
-            self.soa_m::<L, 2>(z, log_det, &flush);
+            self.soa_m::<L, 2>(z, log_det, &plan);
         }
         Ok(())
     }
@@ -573,19 +641,19 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         &self,
         z: &mut [[L; D]],
         log_det: &mut [L],
-        flush: &[bool; K],
+        plan: &FwdPlan<T, K>,
     ) {
         let mut zc = z.chunks_exact_mut(M);
         let mut lc = log_det.chunks_exact_mut(M);
         for (zz, ll) in (&mut zc).zip(&mut lc) {
             let mut c: [[L; D]; M] = core::array::from_fn(|m| zz[m]);
-            let ld = self.fwd_group::<L, M, true>(&mut c, flush);
+            let ld = self.fwd_group::<L, M, true>(&mut c, plan);
             zz.copy_from_slice(&c);
             ll.copy_from_slice(&ld);
         }
         for (zz, ll) in zc.into_remainder().iter_mut().zip(lc.into_remainder()) {
             let mut c = [*zz];
-            *ll = self.fwd_group::<L, 1, true>(&mut c, flush)[0];
+            *ll = self.fwd_group::<L, 1, true>(&mut c, plan)[0];
             *zz = c[0];
         }
     }
@@ -607,7 +675,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         T: SimdReal,
     {
         check_len(x.len(), log_q.len())?;
-        let flush = ln_plan(self.layers());
+        let plan = fwd_plan(self.layers());
         let w = <T::Simd as Lane>::LANES;
         let mut p = 0;
         let n = x.len();
@@ -625,7 +693,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             }
             let lp = base_lp(&z);
             let mut c = [z];
-            let ld = self.fwd_group::<T::Simd, 1, true>(&mut c, &flush);
+            let ld = self.fwd_group::<T::Simd, 1, true>(&mut c, &plan);
             store(&c[0], &mut x[p..p + cnt]);
             store1(lp - ld[0], &mut log_q[p..p + cnt]);
             p += cnt;
