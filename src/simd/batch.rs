@@ -26,14 +26,17 @@
 //! scalar inverse would fail (a non-finite coordinate, or an intermediate `wᵀx + b` that
 //! overflows) and return the number of such points.
 //!
-//! **The lane-wise inverse.** Each layer solves `α + wᵀû·h(α) = wᵀx + b` in all lanes at once by
-//! Newton's method safeguarded by a bracket (`[lo, hi]` is narrowed branch-free with selects
-//! from the sign of the residual; a Newton step that leaves the bracket is replaced by its
-//! midpoint), with a fixed budget of [`LaneSolve::LANE_BUDGET`] iterations and an early exit
-//! once every lane has converged (Newton step below `2ε|α|`, zero residual, or a bracket of
-//! adjacent floats). A lane that has not converged within the budget (none did in the tests:
-//! it takes near-singular layers) is finished by the scalar solver [`crate::Activation::solve`],
-//! so it gives exactly the scalar reference's root.
+//! **The lane-wise inverse.** Each layer solves `α + wᵀû·h(α) = wᵀx + b` in all lanes at once.
+//! For tanh: plain Newton (f32) or Halley (f64) iterations from `y/(1 + c)`, with no bracket
+//! and no per-lane branches, for at most [`FAST_ITERS`] iterations; from the second one on, a
+//! lane is finished at the first iterate whose step shows the next iterate exact to rounding
+//! (a bound on the quadratic / cubic convergence), so its result does not depend on its
+//! neighbours. Lanes not finished by then (near-singular layers, huge arguments, overshoots)
+//! are solved by Newton's method safeguarded by a bracket (`[lo, hi]` narrowed branch-free
+//! with selects from the sign of the residual; a step that leaves the bracket is replaced by
+//! its midpoint), with a budget of [`LaneSolve::LANE_BUDGET`] iterations; a lane still open
+//! after that (none in the tests) is finished by the scalar solver
+//! [`crate::Activation::solve`], so it gives exactly the scalar reference's root.
 
 use crate::activation::{Activation, LeakyRelu, Tanh};
 use crate::error::{FlowError, Result};
@@ -96,55 +99,95 @@ impl<T: Real> LaneSolve<T> for Tanh {
         let cv = L::splat(c);
         let cp1v = L::splat(cp1);
         let tol = L::splat(T::TWO * T::EPS);
-        // 0.385 ≥ max|tanh″|/2 = 2/(3√3).
-        let g = T::from_f64(0.385) * (T::ONE + c.abs() / cp1.min(T::ONE));
-        let qtol = L::splat(T::HALF * T::EPS / g);
+        // Halley's step δ = F·F′/(F′² − F·F″/2), F″/2 = c·h″/2 = −c·h·h′. Its next iterate's
+        // error is at most C₃·|δ|³ with C₃ = (max|F″|/2m)² + max|F‴|/6m, m = min(1, 1 + c) ≤ F′
+        // (max|tanh″| = 4/(3√3) ≤ 0.77, max|tanh‴| = 2); 0.7 more covers the third-order
+        // terms of the carry of h, h′ to the root (max|tanh⁽⁴⁾|/6 ≤ 0.7).
+        let r = c.abs() / cp1.min(T::ONE);
+        let c3 = T::from_f64(0.385 * 0.385) * r * r + T::from_f64(1.0 / 3.0) * r + T::from_f64(0.7);
+        let ctol = L::splat(T::HALF * T::EPS / c3);
+        // f32: Newton's method (measured faster there: both take two iterations on typical
+        // inputs); its next error is at most G·δ² with G = 0.385·(1 + |c|/m) ≥ max|F″|/2m,
+        // 0.385 also bounding the carry's second-order terms.
+        let halley = T::BITS == 64;
+        let qtol = L::splat(T::HALF * T::EPS / (T::from_f64(0.385) * (T::ONE + r)));
         let inv = L::splat(T::ONE / cp1);
         let mut a: [L; M] = core::array::from_fn(|m| y[m] * inv);
-        let mut last = [[one; 4]; M];
+        // Per lane, once converged: [α, δ, h(α), h′(α)] of the first iteration (from the
+        // second on) whose step passes the test, so a lane's result does not depend on how
+        // long its neighbours take.
+        let mut out = [[one; 4]; M];
+        let mut done = [one.lt(one); M];
         let fast = if T::BITS == 32 {
             FAST_ITERS.0
         } else {
             FAST_ITERS.1
         };
-        let mut ok = [false; M];
         for it in 0..fast {
+            let mut all = true;
             for m in 0..M {
                 let (h, dh, om) = self.eval(a[m]);
-                let f = (a[m] - y[m]) + cv * h;
-                let df = om + dh * cp1v;
-                let step = f / df;
-                last[m] = [a[m], step, h, dh];
+                let ch = cv * h;
+                let f = (a[m] - y[m]) + ch;
+                let df = dh.madd(cp1v, om);
+                let step = if halley {
+                    (f * df) / (f * ch).madd(dh, df * df)
+                } else {
+                    f / df
+                };
+                // Convergence is tested from the second iteration on (one step from the
+                // start rarely suffices for a whole group of chunks).
+                if it > 0 {
+                    let aa = a[m].vabs();
+                    let sa = step.vabs();
+                    let conv = if halley {
+                        (sa * sa * sa).le(ctol * aa.vmin(one))
+                    } else {
+                        (sa * sa).le(qtol * aa.vmin(one))
+                    };
+                    let small = sa.le(tol * aa).or(conv);
+                    let fin = small.and(done[m].not());
+                    let o = &mut out[m];
+                    *o = [
+                        fin.select(a[m], o[0]),
+                        fin.select(step, o[1]),
+                        fin.select(h, o[2]),
+                        fin.select(dh, o[3]),
+                    ];
+                    done[m] = done[m].or(small);
+                    all &= done[m].all();
+                }
                 a[m] -= step;
             }
-            // Convergence is tested from the second iteration on (one step from the start
-            // rarely suffices).
-            if it > 0 {
-                let mut all = true;
-                for m in 0..M {
-                    let [a0, step, _, _] = last[m];
-                    let aa = a0.vabs();
-                    let small = step
-                        .vabs()
-                        .le(tol * aa)
-                        .or((step * step).le(qtol * aa.vmin(one)));
-                    ok[m] = small.all();
-                    all &= ok[m];
-                }
-                if all {
-                    break;
-                }
+            if it > 0 && all {
+                break;
             }
         }
+        // h(α − δ) = h − h′δ + h″δ²/2 and h′(α − δ) = h′ − h″δ + h‴δ²/2 with h″ = −2hh′,
+        // h‴ = 2h′(2h² − h′): error O(δ³), within rounding by the test above.
         let finish = |[a, d, h, dh]: [L; 4]| {
-            let hn = dh.madd(-d, h);
-            [a - d, hn, (two * h * dh).madd(d, dh), hn * hn]
+            let hd = h * d;
+            let hn = (-(dh * d)).madd(one + hd, h);
+            let q = (two * h).madd(h, -dh) * d;
+            let dhn = dh * (two * hd).madd(one, q * d);
+            let dhn = dhn + dh;
+            [a - d, hn, dhn, hn * hn]
         };
         core::array::from_fn(|m| {
-            if ok[m] {
-                finish(last[m])
+            let r = finish(out[m]);
+            if done[m].all() {
+                r
             } else {
-                tanh_solve_bracketed::<T, L>(self, y[m], c, cp1)
+                // Lanes not converged (or non-finite: Halley's step can overshoot when
+                // 1 + c is small): the bracketed solver, for those lanes only.
+                let b = tanh_solve_bracketed::<T, L>(self, y[m], c, cp1);
+                let d = done[m];
+                [
+                    d.select(r[0], b[0]),
+                    d.select(r[1], b[1]),
+                    d.select(r[2], b[2]),
+                    d.select(r[3], b[3]),
+                ]
             }
         })
     }
