@@ -1533,7 +1533,19 @@ fn chain_bounds<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
         }
         let (zz, xx) = if inverse { (next, cur) } else { (cur, next) };
         let w1: f64 = l.w().iter().map(|v| v.v64().abs()).sum();
-        let s = l.preactivation(&zz).v64().abs();
+        // The pre-activation whose side of a kink decides h′. Forward: wᵀz + b from the input.
+        // Inverse: the root α that both sides solve for from y = wᵀx + b, not wᵀz + b re-formed
+        // from the output z, which can be pure rounding noise when Σ|wᵢzᵢ| ≫ |α| (a false alarm
+        // the fuzzer found: |α| ≈ 10⁻⁷ read as 4.7, so a kink crossed by the SIMD sum's
+        // different rounding of y was not recognised).
+        let s = if inverse {
+            match l.solve_preactivation(l.preactivation(&xx)) {
+                Ok((a, _)) => a.v64().abs(),
+                Err(_) => return (f64::INFINITY, f64::INFINITY),
+            }
+        } else {
+            l.preactivation(&zz).v64().abs()
+        };
         let big_s = scale(l, &zz, &xx);
         let kappa = l.conditioning().v64();
         let ld = l.log_det(&zz).v64().abs();
@@ -1638,13 +1650,14 @@ where
     let mut scalar_failed = 0usize;
     let mut vacuous = false;
     for (j, p) in pts.iter().enumerate() {
+        let ctx = |e: String| format!("{e}; input point {p:?}; flow {f:?}");
         if finite(p) {
             let (sx, sld) = f.forward_and_log_det(p);
             if finite(&sx) && sld.is_finite() {
                 let (e, el) = chain_bounds(f, p, false);
-                cmp_lane("forward_batch", j, &x[j], &sx, 2.0 * e)?;
-                cmp_lane("forward_log_det_batch (points)", j, &x2[j], &sx, 2.0 * e)?;
-                cmp_val("forward_log_det_batch (log-det)", j, ld[j], sld, 2.0 * el)?;
+                cmp_lane("forward_batch", j, &x[j], &sx, 2.0 * e).map_err(ctx)?;
+                cmp_lane("forward_log_det_batch (points)", j, &x2[j], &sx, 2.0 * e).map_err(ctx)?;
+                cmp_val("forward_log_det_batch (log-det)", j, ld[j], sld, 2.0 * el).map_err(ctx)?;
                 let slp = f.log_prob_normalizing(p);
                 cmp_val(
                     "log_prob_normalizing_batch",
@@ -1652,7 +1665,8 @@ where
                     lpn[j],
                     slp,
                     2.0 * lp_bound(&sx, e, el, slp),
-                )?;
+                )
+                .map_err(ctx)?;
             }
         }
         match f.inverse_and_log_det(p) {
@@ -1662,8 +1676,8 @@ where
                     vacuous = true;
                     continue;
                 }
-                cmp_lane("inverse_batch (points)", j, &zi[j], &sz, 2.0 * e)?;
-                cmp_val("inverse_batch (log-det)", j, ldi[j], sldi, 2.0 * el)?;
+                cmp_lane("inverse_batch (points)", j, &zi[j], &sz, 2.0 * e).map_err(ctx)?;
+                cmp_val("inverse_batch (log-det)", j, ldi[j], sldi, 2.0 * el).map_err(ctx)?;
                 let slp = f
                     .log_prob(p)
                     .map_err(|e| format!("scalar log_prob failed after inverse: {e:?}"))?;
@@ -1673,7 +1687,8 @@ where
                     lp[j],
                     slp,
                     2.0 * lp_bound(&sz, e, el, slp),
-                )?;
+                )
+                .map_err(ctx)?;
             }
             Err(e) => {
                 scalar_failed += 1;
