@@ -18,8 +18,8 @@
 //! factor 2). `ln` is musl's `log`/`logf` reduction and polynomials, branch-free.
 //! `tanh`/`sech²` use `e = expm1(−2|x|)` and `E = exp(−2|x|)` from one reduction and one
 //! division: `tanh|x| = −e/(2 + e)`, `sech² x = 4E/(2 + e)²`: no cancellation anywhere. For
-//! f64 the rounding of `2 + e` is compensated (first order) and `sech² = 1 − tanh²` is taken
-//! where `|tanh| < ½` (≤ 4 ulp); for f32 the same costs 13–15 % of the forward kernels, which
+//! f64 the rounding of `2 + e` is compensated (first order, ≤ 4 ulp); for f32 that (with
+//! `sech² = 1 − tanh²` where `|tanh| < ½`, needed there) costs 13–15 % of the forward kernels, which
 //! have no margin on their speed targets, so f32 keeps ≤ 6 ulp (see the README).
 
 use crate::real::{Lane, Real};
@@ -153,12 +153,9 @@ pub fn tanh_sech2<L: SimdLane>(x: L) -> (L, L) {
     }
     // f64 (whose forward kernels have the margin for it): the rounding of d = 2 + e would count
     // twice through the square; with d + dlo = 2 + e exactly (−dlo = (d − 2) − e, Sterbenz),
-    // q·(1 − 2·dlo/d) compensates it, and below |tanh| = ½, 1 − t² (no cancellation there)
-    // avoids 1/d just above ½, whose rounding is a full ulp of the result near 1.
+    // q·(1 − 2·dlo/d) compensates it.
     let ndlo = (d - k(2.0)) - e;
-    let big = (q + q).madd(ndlo * rinv, q);
-    let small = (-ta).madd(ta, one);
-    (t, ta.lt(k(0.5)).select(small, big))
+    (t, (q + q).madd(ndlo * rinv, q))
 }
 
 /// Natural logarithm, lane-wise, ≤ 1 ulp for f32 and f64 (musl's algorithm, branch-free).
