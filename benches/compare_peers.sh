@@ -39,9 +39,13 @@ for dtype in f32 f64; do
   done
 done
 
-if [ -x "$peers/venv/bin/python" ]; then
-  echo "# peers: running $peers/bench_planar.py --quick --threads $threads" >&2
-  (cd "$peers" && venv/bin/python bench_planar.py --quick --threads "$threads" --out "$peer_out" > /dev/null)
+# The peers' venv: $PEERS_VENV, else ../shared/peers/venv, else /work/peers-venv (set up as
+# ../shared/peers/README.md says).
+venv=${PEERS_VENV:-$peers/venv}
+[ -x "$venv/bin/python" ] || venv=/work/peers-venv
+if [ -x "$venv/bin/python" ]; then
+  echo "# peers: running $peers/bench_planar.py --quick --threads $threads (venv $venv)" >&2
+  (cd "$peers" && "$venv/bin/python" bench_planar.py --quick --threads "$threads" --out "$peer_out" > /dev/null)
   peer_files=("$peer_out")
 else
   echo "# peers: no venv in $peers, reading the stored results" >&2
