@@ -773,3 +773,56 @@ fn near_float_range_partial_sums_do_not_overflow() {
     check_near_max::<f64, 8, _>(leaky64);
     check_near_max::<f64, 16, _>(leaky64);
 }
+
+/// Points so far out that the inverse's root α is beyond 1/(2ε) (tanh saturated, h′ = 0): the
+/// fast path accepts a step |δ| ≤ 2ε|α| that is huge in absolute terms, and carrying h, h′ to
+/// α − δ must not overflow (it squared δ and gave 0·∞ = NaN in the log-det: a fuzz finding,
+/// f64, x = 1e270). Each layer then maps the point to itself up to ûᵢ, with log-det 0.
+fn huge_points_invert<T: Real + SimdReal>(mags: &[f64]) {
+    let cs = [
+        (2.4, -3.1, Constraint::Smooth),
+        (-0.5, 1.7, Constraint::Paper),
+        (12.75, 0.82, Constraint::Paper),
+        (0.9, 0.3, Constraint::projected()),
+    ];
+    for (u, w, c) in cs {
+        let l = Planar::with(
+            [T::from_f64(u)],
+            [T::from_f64(w)],
+            T::from_f64(-0.87),
+            c,
+            Tanh,
+        )
+        .unwrap();
+        let f = Flow::new([l; 3]);
+        for &m in mags {
+            for sg in [1.0, -1.0] {
+                let pts = vec![[T::from_f64(sg * m)]; 37];
+                let mut z = vec![[T::ZERO]; pts.len()];
+                let mut ld = vec![T::ZERO; pts.len()];
+                assert_eq!(f.inverse_batch(&pts, &mut z, &mut ld).unwrap(), 0);
+                let (sz, sld) = f.inverse_and_log_det(&pts[0]).unwrap();
+                for j in 0..pts.len() {
+                    let (e, ez) = (T::EPS.as_f64(), (z[j][0].as_f64() - sz[0].as_f64()).abs());
+                    assert!(
+                        (ld[j].as_f64() - sld.as_f64()).abs() <= 64.0 * e,
+                        "log-det {:?} vs scalar {sld:?} at x = {}, layer {l:?}",
+                        ld[j],
+                        sg * m
+                    );
+                    assert!(
+                        ez <= 4.0 * e * sz[0].as_f64().abs(),
+                        "z {:?} vs {sz:?}",
+                        z[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn inverse_of_huge_points_has_finite_log_det() {
+    huge_points_invert::<f64>(&[1e17, 1e100, 1e270, 1e300]);
+    huge_points_invert::<f32>(&[1e8, 1e20, 1e30, 1e36]);
+}

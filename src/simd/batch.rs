@@ -165,11 +165,16 @@ impl<T: Real> LaneSolve<T> for Tanh {
         }
         // h(α − δ) = h − h′δ + h″δ²/2 and h′(α − δ) = h′ − h″δ + h‴δ²/2 with h″ = −2hh′,
         // h‴ = 2h′(2h² − h′): error O(δ³), within rounding by the test above.
+        // The carry uses δ clamped to [−1, 1]: a step accepted by |δ| ≤ 2ε|α| can be huge in
+        // absolute terms when |α| is (then |α| ≥ 1/(2ε) and h′ = 0, h = ±1 exactly, so the
+        // carry must change nothing), and the unclamped δ² overflowed, giving 0·∞ = NaN in h′
+        // (a fuzz finding: f64, x = 1e270).
         let finish = |[a, d, h, dh]: [L; 4]| {
-            let hd = h * d;
-            let hn = (-(dh * d)).madd(one + hd, h);
-            let q = (two * h).madd(h, -dh) * d;
-            let dhn = dh * (two * hd).madd(one, q * d);
+            let dc = d.vmax(-one).vmin(one);
+            let hd = h * dc;
+            let hn = (-(dh * dc)).madd(one + hd, h);
+            let q = (two * h).madd(h, -dh) * dc;
+            let dhn = dh * (two * hd).madd(one, q * dc);
             let dhn = dhn + dh;
             [a - d, hn, dhn, hn * hn]
         };
