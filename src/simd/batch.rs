@@ -506,6 +506,12 @@ fn load<T: Real, L: SimdLane<Scalar = T>, const D: usize>(pts: &[[T; D]]) -> [L;
         }
         return c;
     }
+    if pts.len() == w {
+        // A full chunk as one flat slice of known length: the compiler turns the strided
+        // gathers into vector loads and permutes (D = 2, AVX-512: two `vpermt2ps`).
+        let flat = pts.as_flattened();
+        return core::array::from_fn(|i| L::from_fn(|j| flat[j * D + i]));
+    }
     core::array::from_fn(|i| L::from_fn(|j| if j < pts.len() { pts[j][i] } else { T::ZERO }))
 }
 
@@ -515,6 +521,15 @@ fn store<T: Real, L: SimdLane<Scalar = T>, const D: usize>(c: &[L; D], out: &mut
     if L::FAST_TILE && D.is_multiple_of(w) && out.len() == w {
         for (t, ct) in c.chunks_exact(w).enumerate() {
             L::store_tile(ct, out, t * w);
+        }
+        return;
+    }
+    if out.len() == w {
+        let flat = out.as_flattened_mut();
+        for (i, ci) in c.iter().enumerate() {
+            for j in 0..w {
+                flat[j * D + i] = ci.lane(j);
+            }
         }
         return;
     }
