@@ -34,6 +34,19 @@ pub trait Activation<T: Real>: Copy + Debug + PartialEq + Send + Sync + 'static 
         (h, dh, om, self.d2h(s))
     }
 
+    /// Whether [`Activation::eval_det`] returns a denominator other than 1 (the batched
+    /// kernels then keep a second product).
+    const SPLIT_DET: bool = false;
+
+    /// `(h(s), n, d)` with the layer's determinant factor `(1 − h′) + h′·cp1 = n/d²`, where
+    /// `d ∈ [1, 2]` (1 unless [`Activation::SPLIT_DET`]) and `n ≥ 0` for `cp1 ≥ 0`.
+    /// Default: `d = 1`, `n` from [`Activation::eval`].
+    #[inline(always)]
+    fn eval_det<L: Lane<Scalar = T>>(&self, s: L, cp1: L) -> (L, L, L) {
+        let (h, dh, om) = self.eval(s);
+        (h, dh.madd(cp1, om), L::splat(T::ONE))
+    }
+
     /// `(inf h′, sup h′)` over ℝ, used for the layer's conditioning.
     fn dh_range(&self) -> (T, T);
 
@@ -70,6 +83,13 @@ impl Tanh {
 }
 
 impl<T: Real> Activation<T> for Tanh {
+    const SPLIT_DET: bool = true;
+
+    #[inline(always)]
+    fn eval_det<L: Lane<Scalar = T>>(&self, s: L, cp1: L) -> (L, L, L) {
+        s.tanh_det(cp1)
+    }
+
     #[inline(always)]
     fn eval<L: Lane<Scalar = T>>(&self, s: L) -> (L, L, L) {
         let (t, s2) = s.tanh_sech2();

@@ -68,6 +68,19 @@ pub trait Lane:
         let s2 = Self::splat(Self::Scalar::FOUR) * (Self::splat(Self::Scalar::ONE) + e) / (d * d);
         (t, s2)
     }
+
+    /// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x`, the determinant factor of a tanh
+    /// planar layer (`cp1 = 1 + wᵀû`), as a quotient so that the batched kernels can multiply
+    /// numerators and denominators over many layers and divide once (see
+    /// [`crate::simd::math::tanh_det`], the `wide` lanes' override: one division per layer
+    /// instead of the division and four multiplications of `tanh² + cp1·sech²`). This provided
+    /// default returns `d = 1` and `n = tanh² + cp1·sech²` from [`Lane::tanh_sech2`].
+    /// Both terms are non-negative for `cp1 ≥ 0`: nothing cancels.
+    #[inline(always)]
+    fn tanh_det(self, cp1: Self) -> (Self, Self, Self) {
+        let (t, s2) = self.tanh_sech2();
+        (t, s2.madd(cp1, t * t), Self::splat(Self::Scalar::ONE))
+    }
 }
 
 /// A real scalar: `f32` or `f64`.

@@ -168,6 +168,114 @@ fn math_ln() {
     assert!(s[0] == f64::NEG_INFINITY && s[1].is_nan() && s[2] == f64::INFINITY && s[3].is_nan());
 }
 
+/// The split determinant factor `n/d² = tanh² x + cp1·sech² x` of `math::tanh_det`, against
+/// f64 (for f32) and double-double (for f64) references, over dense sweeps and `1 + wᵀû`
+/// from 1e−30 to the kernels' cap (2^60 / 2^500). `n/d²` is formed in double-double from the
+/// returned `n` and `d`, so this measures the error of the pair (the kernels divide once per
+/// group of layers, adding ≤ 1.5 ulp there). Stated bound: 6 ulp (f32), 6 ulp (f64).
+#[test]
+fn math_tanh_det() {
+    use crate::support::dd::Dd;
+    let cps = [
+        1e-30, 1e-6, 0.01, 0.5, 1.0, 1.5, 2.0, 100.0, 1e6, 1e12, 1.15e18,
+    ];
+    let mut w32: f64 = 0.0;
+    let mut wt32: f64 = 0.0;
+    for &cp in &cps {
+        let cp32 = cp as f32;
+        for (a, b) in [(-50.0, 50.0), (-3.0, 3.0), (-1e-3, 1e-3)] {
+            for lanes16 in [false, true] {
+                let n = if lanes16 { 1 << 16 } else { 1 << 18 };
+                let mut i = 0;
+                while i < n {
+                    let xs: [f32; 16] = core::array::from_fn(|j| {
+                        (a + (b - a) * ((i + j) as f64 / n as f64)) as f32
+                    });
+                    let (t, nn, dd): ([f32; 16], [f32; 16], [f32; 16]) = if lanes16 {
+                        let (t, nn, dd) = math::tanh_det(f32x16::from(xs), f32x16::splat(cp32));
+                        (t.to_array(), nn.to_array(), dd.to_array())
+                    } else {
+                        let lo: [f32; 8] = core::array::from_fn(|j| xs[j]);
+                        let hi: [f32; 8] = core::array::from_fn(|j| xs[8 + j]);
+                        let (t0, n0, d0) = math::tanh_det(f32x8::from(lo), f32x8::splat(cp32));
+                        let (t1, n1, d1) = math::tanh_det(f32x8::from(hi), f32x8::splat(cp32));
+                        let cat = |p: f32x8, q: f32x8| -> [f32; 16] {
+                            let (p, q) = (p.to_array(), q.to_array());
+                            core::array::from_fn(|j| if j < 8 { p[j] } else { q[j - 8] })
+                        };
+                        (cat(t0, t1), cat(n0, n1), cat(d0, d1))
+                    };
+                    for j in 0..16 {
+                        let x = xs[j] as f64;
+                        let th = libm::tanh(x);
+                        let want = th * th + cp32 as f64 * sech2_ref(x);
+                        let got = nn[j] as f64 / (dd[j] as f64 * dd[j] as f64);
+                        w32 = w32.max((got - want).abs() / ulp32(want as f32));
+                        wt32 = wt32.max(err_ulp32(t[j], th));
+                    }
+                    i += 16;
+                }
+            }
+        }
+    }
+    let mut w64: f64 = 0.0;
+    for &cp in &cps {
+        let cps = [cp, cp * 1e100, 3.27e150].map(|c: f64| c.min(3.27e150));
+        for cp in cps {
+            for (a, b) in [(-19.0, 19.0), (-1.0, 1.0), (-1e-6, 1e-6), (19.0, 360.0)] {
+                let n = 1 << 16;
+                let mut i = 0;
+                while i < n {
+                    let x = f64x4::from_fn(|j| a + (b - a) * ((i + j) as f64 / n as f64));
+                    let (_, nn, dd) = math::tanh_det(x, f64x4::splat(cp));
+                    for j in 0..4 {
+                        let xj = x.lane(j);
+                        let want = if xj.abs() < 19.0 {
+                            let (t, s2) = Dd::new(xj).tanh_sech2();
+                            t.mul(t).add(Dd::new(cp).mul(s2)).to_f64()
+                        } else {
+                            // tanh² = 1 − 4E + O(E²), sech² = 4E(1 + O(E)), E = e^{−2|x|} < 1e−16.
+                            let e4 = 4.0 * libm::exp(-2.0 * xj.abs());
+                            1.0 + (cp - 1.0) * e4
+                        };
+                        let d = Dd::new(dd.lane(j));
+                        let got = Dd::new(nn.lane(j)).div(d.mul(d)).to_f64();
+                        w64 = w64.max(err_ulp64(got, want));
+                    }
+                    i += 4;
+                }
+            }
+        }
+    }
+    println!("tanh_det factor: f32 {w32:.3} ulp (tanh {wt32:.3}), f64 {w64:.3} ulp");
+    assert!(
+        w32 <= 6.0 && wt32 <= 3.0 && w64 <= 6.0,
+        "{w32} {wt32} {w64}"
+    );
+    // Special values: ±∞ give (±1, n/d² = 1), NaN propagates, 0 gives (0, cp1).
+    let (t, nn, dd) = math::tanh_det(
+        f32x8::from([
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            0.0,
+            -0.0,
+            50.0,
+            -50.0,
+            1.0,
+        ]),
+        f32x8::splat(3.0),
+    );
+    let (t, nn, dd) = (t.to_array(), nn.to_array(), dd.to_array());
+    assert!(t[0].is_nan() && nn[0].is_nan());
+    assert_eq!(
+        (t[1], t[2], nn[1] / (dd[1] * dd[1]), nn[2] / (dd[2] * dd[2])),
+        (1.0, -1.0, 1.0, 1.0)
+    );
+    assert_eq!((t[3], nn[3] / (dd[3] * dd[3])), (0.0, 3.0));
+    assert!(t[4] == 0.0 && t[4].is_sign_negative());
+}
+
 #[test]
 fn math_tanh_sech2() {
     let mut wt32: f64 = 0.0;
@@ -825,4 +933,71 @@ fn huge_points_invert<T: Real + SimdReal>(mags: &[f64]) {
 fn inverse_of_huge_points_has_finite_log_det() {
     huge_points_invert::<f64>(&[1e17, 1e100, 1e270, 1e300]);
     huge_points_invert::<f32>(&[1e8, 1e20, 1e30, 1e36]);
+}
+
+/// Layers with `1 + wᵀû` above the split-factor cap (2^60 for f32, 2^500 for f64: `4·(1 + wᵀû)`
+/// could overflow) make the forward kernels take the direct factors; just below the cap they
+/// take the split ones. Both must agree with the scalar reference to the stated tolerance.
+fn huge_cp1<T: Real + SimdReal>(scale: f64) {
+    for big in [scale * 3.0, scale * 0.5] {
+        let (s, r) = (big.sqrt(), 1.0 / big.sqrt());
+        let layers: [Planar<T, 2>; 3] = [
+            Planar::new(
+                [T::from_f64(s), T::ZERO],
+                [T::from_f64(s), T::ZERO],
+                T::from_f64(0.0),
+            )
+            .unwrap(),
+            Planar::new(
+                [T::from_f64(0.3), T::from_f64(-0.2)],
+                [T::from_f64(0.5), T::from_f64(0.4)],
+                T::from_f64(0.1),
+            )
+            .unwrap(),
+            Planar::new(
+                [T::from_f64(-0.4), T::from_f64(0.6)],
+                [T::from_f64(0.2), T::from_f64(-0.7)],
+                T::from_f64(-0.3),
+            )
+            .unwrap(),
+        ];
+        let f = Flow::new(layers);
+        let c = f.layers()[0].one_plus_w_dot_u_hat().to_f64_lossy();
+        assert!(c > 0.4 * big && c < 4.0 * big, "{c}");
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let n = 77;
+        // Pre-activations of order 1 at the big layer: z₀ of order 1/√big.
+        let z: Vec<[T; 2]> = (0..n)
+            .map(|_| core::array::from_fn(|_| T::from_f64(normal(&mut rng) * r)))
+            .collect();
+        let (mut x, mut ld) = (vec![[T::ZERO; 2]; n], vec![T::ZERO; n]);
+        f.forward_log_det_batch(&z, &mut x, &mut ld).unwrap();
+        let tol = TOL * 3.0 * T::EPS.to_f64_lossy();
+        let mut large = 0;
+        for p in 0..n {
+            let (xr, ldr) = f.forward_and_log_det(&z[p]);
+            assert!(
+                close(ld[p], ldr, tol),
+                "ld {:?} vs {:?} (big {big})",
+                ld[p],
+                ldr
+            );
+            for i in 0..2 {
+                assert!(close(x[p][i], xr[i], tol), "x {:?} vs {:?}", x[p][i], xr[i]);
+            }
+            large += usize::from(ldr.to_f64_lossy() > 0.25 * big.ln());
+        }
+        assert!(large > n / 4, "the big layer's factor must matter: {large}");
+    }
+}
+
+#[test]
+fn huge_one_plus_w_dot_u_takes_direct_factors() {
+    // Around the caps, and where 4·(1 + wᵀû) overflows (only the direct factors work there).
+    for e in [60, 125] {
+        huge_cp1::<f32>(2f64.powi(e));
+    }
+    for e in [500, 1021] {
+        huge_cp1::<f64>(2f64.powi(e));
+    }
 }

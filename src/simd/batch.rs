@@ -348,27 +348,51 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
 /// a fuzz finding gave `[NaN, ∞, …]` where the scalar gave `−1.3e38`). The callers guarantee
 /// that: they take the partial sums only for chunks whose coordinates are below
 /// [`FwdPlan::safe`], and the serial order (`SEQ`) otherwise.
+///
+/// With `SPLIT` the factor is returned as `(n, d)`, `n/d²` ([`Activation::eval_det`]);
+/// otherwise as `(factor, 1)`.
 #[inline(always)]
-fn layer_lanes<T: Real, L: Lane<Scalar = T>, const D: usize, A: Activation<T>, const SEQ: bool>(
+fn layer_lanes<
+    T: Real,
+    L: Lane<Scalar = T>,
+    const D: usize,
+    A: Activation<T>,
+    const SEQ: bool,
+    const SPLIT: bool,
+>(
     layer: &Planar<T, D, A>,
     z: &mut [L; D],
-) -> L {
-    if D < 8 || SEQ {
-        return layer.forward_lanes(z);
+) -> (L, L) {
+    if !SPLIT && (D < 8 || SEQ) {
+        return (layer.forward_lanes(z), L::splat(T::ONE));
     }
     let w = layer.w();
     let u = layer.u_hat();
-    let mut p = [L::splat(T::ZERO); 4];
-    p[0] = L::splat(layer.b());
-    for i in 0..D {
-        p[i % 4] = z[i].madd(L::splat(w[i]), p[i % 4]);
-    }
-    let s = (p[0] + p[1]) + (p[2] + p[3]);
-    let (h, dh, om) = layer.activation().eval(s);
+    let s = if D < 8 || SEQ {
+        let mut s = L::splat(layer.b());
+        for i in 0..D {
+            s = z[i].madd(L::splat(w[i]), s);
+        }
+        s
+    } else {
+        let mut p = [L::splat(T::ZERO); 4];
+        p[0] = L::splat(layer.b());
+        for i in 0..D {
+            p[i % 4] = z[i].madd(L::splat(w[i]), p[i % 4]);
+        }
+        (p[0] + p[1]) + (p[2] + p[3])
+    };
+    let cp1 = L::splat(layer.one_plus_w_dot_u_hat());
+    let (h, n, d) = if SPLIT {
+        layer.activation().eval_det(s, cp1)
+    } else {
+        let (h, dh, om) = layer.activation().eval(s);
+        (h, dh.madd(cp1, om), L::splat(T::ONE))
+    };
     for i in 0..D {
         z[i] = h.madd(L::splat(u[i]), z[i]);
     }
-    dh.madd(L::splat(layer.one_plus_w_dot_u_hat()), om)
+    (n, d)
 }
 
 /// What the forward kernels plan from the parameters before a pass.
@@ -378,6 +402,10 @@ struct FwdPlan<T, const K: usize> {
     /// A chunk whose coordinates all have `|zᵢ| ≤ safe` cannot overflow a partial sum of
     /// `wᵀz + b` in any layer (bound below `MAX/4`; see [`safe_magnitude`]).
     safe: T,
+    /// Whether the pass multiplies split factors `n/d²` ([`Activation::eval_det`]): for
+    /// activations with [`Activation::SPLIT_DET`] whose layers all have `1 + wᵀû ≤ 2^60`
+    /// (f32) / `2^500` (f64), so that `4·(1 + wᵀû)` cannot overflow.
+    split: bool,
 }
 
 /// The largest `R` such that inputs with `‖z‖∞ ≤ R` keep every partial sum of every layer's
@@ -427,8 +455,19 @@ fn safe_magnitude<T: Real, const D: usize, const K: usize, A: Activation<T>>(
 fn fwd_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
     layers: &[Planar<T, D, A>; K],
 ) -> FwdPlan<T, K> {
+    let cap = T::from_f64(if T::BITS == 32 {
+        1.152921504606847e18
+    } else {
+        3.273390607896142e150
+    });
+    let split = A::SPLIT_DET
+        && layers.iter().all(|l| {
+            let c = l.one_plus_w_dot_u_hat();
+            c.is_finite() && c <= cap
+        });
     FwdPlan {
-        flush: ln_plan(layers),
+        split,
+        flush: ln_plan(layers, split),
         safe: if D < 8 {
             T::ZERO
         } else {
@@ -468,8 +507,13 @@ fn preact_lanes<T: Real, L: SimdLane<Scalar = T>, const D: usize>(
 /// Log-det flush plan: `flush[k]` says "take the `ln` of the product after layer `k`".
 fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
     layers: &[Planar<T, D, A>; K],
+    split: bool,
 ) -> [bool; K] {
-    let limit = T::from_f64(if T::BITS == 32 { 60.0 } else { 480.0 });
+    // Products stay within [2^−limit, 2^limit]: normal numbers, a factor 2^7 (f32) / 2^23
+    // (f64) from overflow. With split factors n/d² the numerators' product also carries
+    // d² ≤ 4 per layer (2 more bits up), and the denominators' product is at most 2^(limit/2).
+    let limit = T::from_f64(if T::BITS == 32 { 120.0 } else { 1000.0 });
+    let grow = if split { T::TWO } else { T::ZERO };
     let mut flush = [false; K];
     let (mut up, mut down) = (T::ZERO, T::ZERO);
     for (k, l) in layers.iter().enumerate() {
@@ -477,7 +521,7 @@ fn ln_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
         let cp1 = l.one_plus_w_dot_u_hat();
         let fa = (T::ONE - dlo) + dlo * cp1;
         let fb = (T::ONE - dhi) + dhi * cp1;
-        let lu = Float::log2(fa.max(fb)).max(T::ZERO);
+        let lu = Float::log2(fa.max(fb)).max(T::ZERO) + grow;
         let ld = Float::log2(fa.min(fb)).min(T::ZERO);
         if k > 0 && (up + lu > limit || down + ld < -limit || !(lu.is_finite() && ld.is_finite())) {
             flush[k - 1] = true;
@@ -586,8 +630,13 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         z: &mut [[L; D]; M],
         plan: &FwdPlan<T, K>,
     ) -> [L; M] {
+        let split = A::SPLIT_DET && plan.split;
         if D < 8 {
-            return self.fwd_pass::<L, M, LD, true>(z, &plan.flush);
+            return if split {
+                self.fwd_pass::<L, M, LD, true, true>(z, &plan.flush)
+            } else {
+                self.fwd_pass_direct::<L, M, LD, true>(z, &plan.flush)
+            };
         }
         let safe = L::splat(plan.safe);
         let mut ok = true;
@@ -599,15 +648,43 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             // NaN fails the comparison: serial path.
             ok &= mx.le(safe).all();
         }
-        if ok {
-            self.fwd_pass::<L, M, LD, false>(z, &plan.flush)
-        } else {
+        if !ok {
             self.fwd_pass_serial::<L, M, LD>(z, &plan.flush)
+        } else if split {
+            self.fwd_pass::<L, M, LD, false, true>(z, &plan.flush)
+        } else {
+            self.fwd_pass_direct::<L, M, LD, false>(z, &plan.flush)
         }
+    }
+
+    /// The pass with the direct determinant factors: the hot path of activations without
+    /// [`Activation::SPLIT_DET`], a cold one (layers with a huge `1 + wᵀû`) of those with it.
+    #[inline(always)]
+    fn fwd_pass_direct<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SEQ: bool>(
+        &self,
+        z: &mut [[L; D]; M],
+        flush: &[bool; K],
+    ) -> [L; M] {
+        if A::SPLIT_DET {
+            self.fwd_pass_cold::<L, M, LD, SEQ>(z, flush)
+        } else {
+            self.fwd_pass::<L, M, LD, SEQ, false>(z, flush)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fwd_pass_cold<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SEQ: bool>(
+        &self,
+        z: &mut [[L; D]; M],
+        flush: &[bool; K],
+    ) -> [L; M] {
+        self.fwd_pass::<L, M, LD, SEQ, false>(z, flush)
     }
 
     /// The serial-order pass out of line (rare: huge, NaN or infinite coordinates), so the hot
     /// path's code is laid out as without it (inlined, it made the SoA form 10–40 % slower).
+    /// It takes the direct determinant factors, like the scalar reference.
     #[cold]
     #[inline(never)]
     fn fwd_pass_serial<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
@@ -615,11 +692,17 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         z: &mut [[L; D]; M],
         flush: &[bool; K],
     ) -> [L; M] {
-        self.fwd_pass::<L, M, LD, true>(z, flush)
+        self.fwd_pass::<L, M, LD, true, false>(z, flush)
     }
 
     #[inline(always)]
-    fn fwd_pass<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SEQ: bool>(
+    fn fwd_pass<
+        L: SimdLane<Scalar = T>,
+        const M: usize,
+        const LD: bool,
+        const SEQ: bool,
+        const SPLIT: bool,
+    >(
         &self,
         z: &mut [[L; D]; M],
         flush: &[bool; K],
@@ -627,16 +710,25 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let one = L::splat(T::ONE);
         let mut ld = [L::splat(T::ZERO); M];
         let mut prod = [one; M];
+        let mut dprod = [one; M];
         for (layer, &fl) in self.layers().iter().zip(flush) {
             for m in 0..M {
-                let d = layer_lanes::<T, L, D, A, SEQ>(layer, &mut z[m]);
+                let (n, d) = layer_lanes::<T, L, D, A, SEQ, SPLIT>(layer, &mut z[m]);
                 if LD {
-                    prod[m] *= d;
+                    prod[m] *= n;
+                    if SPLIT {
+                        dprod[m] *= d;
+                    }
                 }
             }
             if LD && fl {
                 for m in 0..M {
-                    ld[m] += prod[m].vln();
+                    if SPLIT {
+                        ld[m] += (prod[m] / (dprod[m] * dprod[m])).vln();
+                        dprod[m] = one;
+                    } else {
+                        ld[m] += prod[m].vln();
+                    }
                     prod[m] = one;
                 }
             }
@@ -863,7 +955,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
     /// `(ln|det J_{g⁻¹}(x)|, failed)` where `failed` is a mask of the lanes whose scalar inverse
     /// would fail (non-finite input or intermediate overflow): their outputs are NaN.
     pub fn inverse_log_det_lanes<L: SimdLane<Scalar = T>>(&self, x: &mut [L; D]) -> (L, L) {
-        let flush = ln_plan(self.layers());
+        let flush = ln_plan(self.layers(), false);
         let mut c = [*x];
         let (ld, bad) = self.inv_group(&mut c, &flush);
         *x = c[0];
@@ -975,7 +1067,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
     where
         T: SimdReal,
     {
-        let flush = ln_plan(self.layers());
+        let flush = ln_plan(self.layers(), false);
         // The Newton iterations are one long dependency chain (exp, two divisions): 8
         // interleaved chunks for small D (4 measured 18 % (f32) / 11 % (f64) slower at D = 2).
         if D <= 4 {

@@ -107,6 +107,10 @@ macro_rules! impl_lanes {
             fn tanh_sech2(self) -> (Self, Self) {
                 math::tanh_sech2(self)
             }
+            #[inline(always)]
+            fn tanh_det(self, cp1: Self) -> (Self, Self, Self) {
+                math::tanh_det(self, cp1)
+            }
         }
 
         impl SimdLane for $v {

@@ -158,6 +158,31 @@ pub fn tanh_sech2<L: SimdLane>(x: L) -> (L, L) {
     (t, (q + q).madd(ndlo * rinv, q))
 }
 
+/// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x` (the override of [`Lane::tanh_det`]
+/// for the `wide` lanes): with `e = expm1(−2|x|)` and `E = e^{−2|x|}` from one reduction,
+/// `d = 2 + e ∈ [1, 2]`, `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`),
+/// `tanh x = ±(−e/d)`. One division; the factor's relative error is a few ulps (`e` and `E`
+/// ≤ 2 ulp, the rounding of `d` counted twice through `d²`), checked against the scalar
+/// reference by `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form
+/// for layers with `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, 1)`; NaN ↦ NaN.
+#[inline(always)]
+pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
+    let na = -x.vabs();
+    let m2x = na + na;
+    let (_, a, p) = exp_reduce(m2x);
+    let scale = a.pow2_from_magic();
+    let scale4 = (a + k(2.0)).pow2_from_magic();
+    let one = L::splat(L::Scalar::ONE);
+    let zero = L::splat(L::Scalar::ZERO);
+    let under = m2x.lt(exp_lo());
+    let e = under.select(-one, scale.madd(p, scale - one));
+    let sc = scale4 * cp1;
+    let c4 = under.select(zero, sc.madd(p, sc));
+    let n = e.madd(e, c4);
+    let d = e + k(2.0);
+    ((-e / d).vcopysign(x), n, d)
+}
+
 /// Natural logarithm, lane-wise, ≤ 1 ulp for f32 and f64 (musl's algorithm, branch-free).
 /// `ln(+0) = −∞`, `ln(x < 0) = NaN`, `ln(+∞) = +∞`, NaN ↦ NaN; subnormal inputs are exact
 /// (pre-scaled by `2^24` / `2^54`).
