@@ -7,20 +7,25 @@
 //! | [`exp_m1`] | ≤ 2 ulp | ≤ 2 ulp | `x < −87.3` (f32) / `−708` (f64) give −1 (exact to rounding) |
 //! | [`ln`] | ≤ 1 ulp | ≤ 1 ulp | subnormals handled by pre-scaling; `ln 0 = −∞`, `ln x<0 = NaN` |
 //! | [`tanh_sech2`]: `tanh` | ≤ 3 ulp | ≤ 4 ulp | — |
-//! | [`tanh_sech2`]: `sech²` | ≤ 6 ulp | ≤ 4 ulp | flushed to 0 where `sech² x` < `4e^{−87}` (f32) / `4e^{−708}` (f64), i.e. below or near the smallest normal |
+//! | [`tanh_sech2`]: `sech²` | ≤ 3 ulp | ≤ 4 ulp | flushed to 0 where `sech² x` < `4e^{−87}` (f32) / `4e^{−708}` (f64), i.e. below or near the smallest normal |
+//! | [`tanh_det`]: `tanh` | ≤ 3 ulp | ≤ 4 ulp | — |
+//! | [`tanh_det`]: `n/d² = tanh² + cp1·sech²` | ≤ 6 ulp | ≤ 6 ulp | `cp1 ∈ [0, 2^60]` (f32) / `[0, 2^500]` (f64) |
 //!
 //! The bounds are what `tests/batch.rs` asserts (with the measured maxima printed by
 //! `cargo test --release math_ -- --nocapture`); the measured values are in the README.
 //!
 //! `exp` is computed as `2ⁿ·(1 + p(r))`, `x = n·ln 2 + r`, `|r| ≤ ½ ln 2`, with `p` a
-//! polynomial of `eᳳ − 1` (minimax, degree 6 in f32, 11 in f64, error below ¼ ulp), `2ⁿ` assembled in
+//! polynomial of `eʳ − 1` (minimax, degree 6 in f32, 11 in f64, error below ¼ ulp), `2ⁿ` assembled in
 //! the exponent field, and `eˣ − 1 = 2ⁿ·p + (2ⁿ − 1)` (one rounding, no cancellation beyond a
 //! factor 2). `ln` is musl's `log`/`logf` reduction and polynomials, branch-free.
-//! `tanh`/`sech²` use `e = expm1(−2|x|)` and `E = exp(−2|x|)` from one reduction and one
-//! division: `tanh|x| = −e/(2 + e)`, `sech² x = 4E/(2 + e)²`: no cancellation anywhere. For
-//! f64 the rounding of `2 + e` is compensated (first order, ≤ 4 ulp); for f32 that (with
-//! `sech² = 1 − tanh²` where `|tanh| < ½`, needed there) costs 13–15 % of the forward kernels, which
-//! have no margin on their speed targets, so f32 keeps ≤ 6 ulp (see the README).
+//! `tanh`/`sech²` use `e = expm1(−2|x|)` and `E = exp(−2|x|)` from one reduction:
+//! `tanh|x| = −e/(2 + e)`, `sech² x = 4E/(2 + e)²`: no cancellation anywhere. The rounding of
+//! `d = fl(2 + e)` would count twice through the square; its exact low part
+//! `dlo = e − (d − 2)` (Sterbenz) repairs it: for f32 `sech² = 4E/(d·(d + 2·dlo))` (second
+//! division, 2.9 ulp), for f64 the first-order factor `1 − 2·dlo/d` (4.0 ulp, one division).
+//! The forward kernels do not need `sech²` itself: they take the determinant factor
+//! `tanh² + cp1·sech²` as the quotient [`tanh_det`] (one division), so the accuracy of
+//! `tanh_sech2` costs them nothing; it costs the f32 inverse and gradient kernels 2–5 %.
 
 use crate::real::{Lane, Real};
 use crate::simd::lanes::SimdLane;
@@ -144,16 +149,17 @@ pub fn tanh_sech2<L: SimdLane>(x: L) -> (L, L) {
     let e = under.select(-one, scale.madd(p, scale - one));
     let ex4 = under.select(zero, scale4.madd(p, scale4));
     let d = e + k(2.0);
-    let rinv = one / d;
-    let ta = -e * rinv;
-    let t = ta.vcopysign(x);
-    let q = ex4 * (rinv * rinv);
     if is_f32::<L>() {
-        return (t, q);
+        // (2 + e)² = d² + 2d·dlo + dlo² with d + dlo = 2 + e exactly (dlo = e − (d − 2),
+        // Sterbenz): 4E/(2 + e)² = 4E/(d·(d + 2·dlo)) up to (dlo/d)² < 2⁻⁴⁸.
+        let dlo = e - (d - k(2.0));
+        return ((-e / d).vcopysign(x), ex4 / (d * dlo.madd(k(2.0), d)));
     }
-    // f64 (whose forward kernels have the margin for it): the rounding of d = 2 + e would count
-    // twice through the square; with d + dlo = 2 + e exactly (−dlo = (d − 2) − e, Sterbenz),
-    // q·(1 − 2·dlo/d) compensates it.
+    let rinv = one / d;
+    let t = (-e * rinv).vcopysign(x);
+    let q = ex4 * (rinv * rinv);
+    // f64: with d + dlo = 2 + e exactly (−dlo = (d − 2) − e, Sterbenz), q·(1 − 2·dlo/d)
+    // compensates the rounding of d to first order (one division instead of two).
     let ndlo = (d - k(2.0)) - e;
     (t, (q + q).madd(ndlo * rinv, q))
 }
