@@ -586,9 +586,7 @@ fn store<T: Real, L: SimdLane<Scalar = T>, const D: usize>(c: &[L; D], out: &mut
 
 #[inline(always)]
 fn store1<T: Real, L: SimdLane<Scalar = T>>(v: L, out: &mut [T]) {
-    for (j, p) in out.iter_mut().enumerate() {
-        *p = v.lane(j);
-    }
+    v.write_lanes(out);
 }
 
 /// `log p_z(z) = −½‖z‖² − (D/2)·ln 2π` in lanes (same operation order as the scalar).

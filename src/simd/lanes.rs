@@ -18,6 +18,8 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn from_fn<F: FnMut(usize) -> Self::Scalar>(f: F) -> Self;
     /// Lane `i` (`i < LANES`; a larger `i` gives lane `LANES − 1`).
     fn lane(self, i: usize) -> Self::Scalar;
+    /// Writes lanes `0..min(out.len(), LANES)` to `out` (one vector store for a full chunk).
+    fn write_lanes(self, out: &mut [Self::Scalar]);
     /// Whether [`SimdLane::load_tile`] / [`SimdLane::store_tile`] transpose in registers on this
     /// target (with AVX, through `wide`'s shuffle-based `f32x8` / `f64x4` transposes); otherwise
     /// the batched kernels go lane by lane.
@@ -125,6 +127,16 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn lane(self, i: usize) -> $t {
                 self.to_array()[i.min($n - 1)]
+            }
+            #[inline(always)]
+            fn write_lanes(self, out: &mut [$t]) {
+                let a = self.to_array();
+                if out.len() >= $n {
+                    out[..$n].copy_from_slice(&a);
+                } else {
+                    let m = out.len();
+                    out.copy_from_slice(&a[..m]);
+                }
             }
             const FAST_TILE: bool = cfg!(target_feature = "avx");
             // Sub-tiles of the `$hn`-lane type `$h` (whose `transpose` is shuffle-based with
