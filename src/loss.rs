@@ -540,7 +540,7 @@ fn part_plan<T: SimdReal, R: Rng + ?Sized>(
 }
 
 /// [`reverse_kl_grad_simd_with`] with the batch split into `parts` contiguous parts, the
-/// unit of work of the multi-threaded step ([`par_reverse_kl_grad_parts`], feature
+/// unit of work of the multi-threaded step (`par_reverse_kl_grad_parts`, feature
 /// `parallel`), computed here one after the other.
 ///
 /// One `u64` is drawn from `rng` per call and seeds a [`Xoshiro256PlusPlus`]; part `i` draws
