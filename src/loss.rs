@@ -550,7 +550,7 @@ fn part_plan<T: SimdReal, R: Rng + ?Sized>(
 /// the rest (a batch too small for `parts` such parts has fewer). Each part's sums are formed
 /// by the batched kernel and the parts are added in batch order, so the result depends on
 /// `parts` (and the seed and build) but not on how many threads compute the parts:
-/// [`par_reverse_kl_grad_parts`] returns the same bits.
+/// `par_reverse_kl_grad_parts` returns the same bits.
 ///
 /// # Errors
 /// As [`reverse_kl_grad`]; [`FlowError::InvalidArgument`] for `parts = 0`.
