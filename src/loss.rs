@@ -881,7 +881,7 @@ pub struct Trainer<T: Real, const D: usize, const K: usize, const P: usize, A: A
     /// `true`; the SIMD path skips them when `false`, saving an `exp` per point).
     pub diagnostics: bool,
     /// Split each batch into this many parts ([`reverse_kl_grad_parts`]; default 1: one
-    /// [`reverse_kl_grad_simd`] pass). [`Trainer::par_step`] (feature `parallel`) computes the
+    /// [`reverse_kl_grad_simd`] pass). `Trainer::par_step` (feature `parallel`) computes the
     /// parts on the rayon pool and gives the same bits as [`Trainer::step`] for any thread
     /// count; 1 and `parts > 1` draw different base points.
     pub parts: usize,
