@@ -126,7 +126,9 @@ impl<T: Real> LaneSolve<T> for Tanh {
         for it in 0..fast {
             let mut all = true;
             for m in 0..M {
-                let (h, dh, om) = self.eval(a[m]);
+                // One division for (tanh, sech²) (see `math::tanh_sech2_rcp`).
+                let (h, dh) = crate::simd::math::tanh_sech2_rcp(a[m]);
+                let om = h * h;
                 let ch = cv * h;
                 let f = (a[m] - y[m]) + ch;
                 let df = dh.madd(cp1v, om);
