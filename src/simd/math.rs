@@ -187,6 +187,26 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
     ((-e * rinv).vcopysign(x), ex4 * (rinv * rinv))
 }
 
+/// `(e, 4E)` with `e = expm1(−2|x|)` and `E = exp(−2|x|)`, both to ≤ 2 ulp (relative), from
+/// one reduction: the pieces of `tanh x = ±(−e/(2 + e))` and `sech² x = 4E/(2 + e)²` for
+/// callers that combine them with other quotients before dividing (the lane-wise inverse's
+/// Newton and Halley steps: one division per iteration). `|x| = ∞ ↦ (−1, 0)`; NaN ↦ NaN.
+#[inline(always)]
+pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
+    let na = -x.vabs();
+    let m2x = na + na;
+    let (_, a, p) = exp_reduce(m2x);
+    let scale = a.pow2_from_magic();
+    let scale4 = (a + k(2.0)).pow2_from_magic();
+    let one = L::splat(L::Scalar::ONE);
+    let zero = L::splat(L::Scalar::ZERO);
+    let under = m2x.lt(exp_lo());
+    (
+        under.select(-one, scale.madd(p, scale - one)),
+        under.select(zero, scale4.madd(p, scale4)),
+    )
+}
+
 /// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x` (the override of [`Lane::tanh_det`]
 /// for the `wide` lanes): with `e = expm1(−2|x|)` and `E = e^{−2|x|}` from one reduction,
 /// `d = 2 + e ∈ [1, 2]`, `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`),
