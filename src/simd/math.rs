@@ -41,6 +41,47 @@ fn is_f32<L: Lane>() -> bool {
     L::Scalar::BITS == 32
 }
 
+/// Estrin evaluation of `c[0] + c[1]·r + … + c[n−1]·r^(n−1)` given `r2 = r²`: pairs
+/// `c[2i] + c[2i+1]·r` (independent), combined with powers `r², r⁴, …`: the same number of
+/// multiply-adds as Horner but a dependency chain of about `log₂ n` of them instead of `n − 1`
+/// (the `exp` polynomial sits on the critical path of every layer).
+#[inline(always)]
+fn estrin<L: Lane>(r: L, r2: L, c: &[f64]) -> L {
+    // Up to 10 coefficients: level 1 pairs, then fold with r², r⁴, r⁸.
+    let n = c.len();
+    let mut t = [L::splat(L::Scalar::from_f64(0.0)); 5];
+    let mut m = 0;
+    let mut i = 0;
+    while i < n {
+        t[m] = if i + 1 < n {
+            r.madd(k(c[i + 1]), k(c[i]))
+        } else {
+            k(c[i])
+        };
+        m += 1;
+        i += 2;
+    }
+    let mut pw = r2;
+    while m > 1 {
+        let mut j = 0;
+        let mut o = 0;
+        while j < m {
+            t[o] = if j + 1 < m {
+                t[j + 1].madd(pw, t[j])
+            } else {
+                t[j]
+            };
+            o += 1;
+            j += 2;
+        }
+        m = o;
+        if m > 1 {
+            pw = pw * pw;
+        }
+    }
+    t[0]
+}
+
 /// Horner evaluation of `c[0] + r·(c[1] + r·(…))`.
 #[inline(always)]
 fn horner<L: Lane>(r: L, c: &[f64]) -> L {
@@ -97,12 +138,13 @@ fn exp_reduce<L: SimdLane>(x: L) -> (L, L, L) {
     let n = a - k(magic);
     let r = n.madd(k(-ln2_hi), x);
     let r = n.madd(k(-ln2_lo), r);
+    let r2 = r * r;
     let q = if is_f32::<L>() {
-        horner(r, &EXPM1_Q32)
+        estrin(r, r2, &EXPM1_Q32)
     } else {
-        horner(r, &EXPM1_Q64)
+        estrin(r, r2, &EXPM1_Q64)
     };
-    let p = (r * r).madd(q, r);
+    let p = r2.madd(q, r);
     (n, a, p)
 }
 
