@@ -178,18 +178,8 @@ pub fn exp_m1<L: SimdLane>(x: L) -> L {
 /// `±∞ ↦ (±1, 0)`; NaN ↦ (NaN, NaN). Error bounds in the module table.
 #[inline(always)]
 pub fn tanh_sech2<L: SimdLane>(x: L) -> (L, L) {
-    // −2|x| by an add (the multiply pipes are the kernels' bottleneck).
-    let na = -x.vabs();
-    let m2x = na + na;
-    let (_, a, p) = exp_reduce(m2x);
-    let scale = a.pow2_from_magic();
-    // 4·2ⁿ from the exponent field (a + 2 = magic + n + 2), for 4E without a multiply.
-    let scale4 = (a + k(2.0)).pow2_from_magic();
     let one = L::splat(L::Scalar::ONE);
-    let zero = L::splat(L::Scalar::ZERO);
-    let under = m2x.lt(exp_lo());
-    let e = under.select(-one, scale.madd(p, scale - one));
-    let ex4 = under.select(zero, scale4.madd(p, scale4));
+    let (e, ex4) = expm1_exp4_m2abs(x);
     let d = e + k(2.0);
     if is_f32::<L>() {
         // (2 + e)² = d² + 2d·dlo + dlo² with d + dlo = 2 + e exactly (dlo = e − (d − 2),
@@ -215,17 +205,8 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
     if !is_f32::<L>() {
         return tanh_sech2(x);
     }
-    let na = -x.vabs();
-    let m2x = na + na;
-    let (_, a, p) = exp_reduce(m2x);
-    let scale = a.pow2_from_magic();
-    let scale4 = (a + k(2.0)).pow2_from_magic();
-    let one = L::splat(L::Scalar::ONE);
-    let zero = L::splat(L::Scalar::ZERO);
-    let under = m2x.lt(exp_lo());
-    let e = under.select(-one, scale.madd(p, scale - one));
-    let ex4 = under.select(zero, scale4.madd(p, scale4));
-    let rinv = one / (e + k(2.0));
+    let (e, ex4) = expm1_exp4_m2abs(x);
+    let rinv = L::splat(L::Scalar::ONE) / (e + k(2.0));
     ((-e * rinv).vcopysign(x), ex4 * (rinv * rinv))
 }
 
@@ -235,6 +216,8 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
 /// Newton and Halley steps: one division per iteration). `|x| = ∞ ↦ (−1, 0)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
+    // −2|x| by an add (the multiply pipes were the kernels' bottleneck on Zen 4); 4·2ⁿ from
+    // the exponent field (a + 2 = magic + n + 2), for 4E without a multiply.
     let na = -x.vabs();
     let m2x = na + na;
     let (_, a, p) = exp_reduce(m2x);
@@ -258,18 +241,8 @@ pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
 /// for layers with `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, 1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
-    let na = -x.vabs();
-    let m2x = na + na;
-    let (_, a, p) = exp_reduce(m2x);
-    let scale = a.pow2_from_magic();
-    let scale4 = (a + k(2.0)).pow2_from_magic();
-    let one = L::splat(L::Scalar::ONE);
-    let zero = L::splat(L::Scalar::ZERO);
-    let under = m2x.lt(exp_lo());
-    let e = under.select(-one, scale.madd(p, scale - one));
-    let sc = scale4 * cp1;
-    let c4 = under.select(zero, sc.madd(p, sc));
-    let n = e.madd(e, c4);
+    let (e, ex4) = expm1_exp4_m2abs(x);
+    let n = e.madd(e, ex4 * cp1);
     let d = e + k(2.0);
     ((-e / d).vcopysign(x), n, d)
 }
