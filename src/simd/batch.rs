@@ -670,7 +670,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             ok &= mx.le(safe).all();
         }
         if !ok {
-            self.fwd_pass_serial::<L, M, LD>(z, &plan.flush)
+            self.fwd_pass_cold::<L, M, LD, true>(z, &plan.flush)
         } else if split {
             self.fwd_pass::<L, M, LD, false, true>(z, &plan.flush)
         } else {
@@ -693,6 +693,10 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         }
     }
 
+    /// The direct factors out of line: the rare layers with a huge `1 + wᵀû`, and (`SEQ`) the
+    /// serial-order pass for chunks with huge, NaN or infinite coordinates, so the hot path's
+    /// code is laid out as without it (inlined, the serial pass made the SoA form 10–40 %
+    /// slower). It takes the direct determinant factors, like the scalar reference.
     #[cold]
     #[inline(never)]
     fn fwd_pass_cold<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SEQ: bool>(
@@ -701,19 +705,6 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         flush: &[bool; K],
     ) -> [L; M] {
         self.fwd_pass::<L, M, LD, SEQ, false>(z, flush)
-    }
-
-    /// The serial-order pass out of line (rare: huge, NaN or infinite coordinates), so the hot
-    /// path's code is laid out as without it (inlined, it made the SoA form 10–40 % slower).
-    /// It takes the direct determinant factors, like the scalar reference.
-    #[cold]
-    #[inline(never)]
-    fn fwd_pass_serial<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
-        &self,
-        z: &mut [[L; D]; M],
-        flush: &[bool; K],
-    ) -> [L; M] {
-        self.fwd_pass::<L, M, LD, true, false>(z, flush)
     }
 
     #[inline(always)]
