@@ -82,6 +82,18 @@ fn sweep64<L: SimdLane<Scalar = f64>>(
     worst
 }
 
+/// Special arguments of the tanh functions' tests: NaN, ±∞, ±0, ±50 (saturated), 1.
+const SPECIAL: [f32; 8] = [
+    f32::NAN,
+    f32::INFINITY,
+    -f32::INFINITY,
+    0.0,
+    -0.0,
+    50.0,
+    -50.0,
+    1.0,
+];
+
 /// sech² reference in f64 for f32 arguments: 4e/(1+e)², e = exp(−2|x|) (f64 is 2^29 times finer).
 fn sech2_ref(x: f64) -> f64 {
     let e = (-2.0 * x.abs()).exp();
@@ -253,19 +265,7 @@ fn math_tanh_det() {
         "{w32} {wt32} {w64}"
     );
     // Special values: ±∞ give (±1, n/d² = 1), NaN propagates, 0 gives (0, cp1).
-    let (t, nn, dd) = math::tanh_det(
-        f32x8::from([
-            f32::NAN,
-            f32::INFINITY,
-            -f32::INFINITY,
-            0.0,
-            -0.0,
-            50.0,
-            -50.0,
-            1.0,
-        ]),
-        f32x8::splat(3.0),
-    );
+    let (t, nn, dd) = math::tanh_det(f32x8::from(SPECIAL), f32x8::splat(3.0));
     let (t, nn, dd) = (t.to_array(), nn.to_array(), dd.to_array());
     assert!(t[0].is_nan() && nn[0].is_nan());
     assert_eq!(
@@ -370,16 +370,7 @@ fn math_tanh_sech2() {
     // The one-division form of the f32 inverse: tanh ≤ 3 ulp, sech² ≤ 6 ulp.
     println!("tanh_sech2_rcp f32: tanh {rt:.3} ulp, sech² {rs:.3} ulp");
     assert!(rt <= 3.0 && rs <= 6.0, "{rt} {rs}");
-    let (t, s) = math::tanh_sech2(f32x8::from([
-        f32::NAN,
-        f32::INFINITY,
-        -f32::INFINITY,
-        0.0,
-        -0.0,
-        50.0,
-        -50.0,
-        1.0,
-    ]));
+    let (t, s) = math::tanh_sech2(f32x8::from(SPECIAL));
     let (t, s) = (t.to_array(), s.to_array());
     assert!(t[0].is_nan() && s[0].is_nan());
     assert_eq!(
