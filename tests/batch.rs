@@ -790,12 +790,13 @@ fn parallel_kernels_match_single_core_bit_for_bit() {
 }
 
 /// Points near the float range whose terms `wᵢzᵢ` cancel in the scalar's serial sum
-/// `b + w₀z₀ + w₁z₁ + …` (alternating signs, partial sums ≤ 0.6·MAX) but not in the kernels'
-/// four partial sums for D ≥ 8 (`wᵢzᵢ + wᵢ₊₄zᵢ₊₄` has equal signs: 1.2·MAX overflows). The
-/// batched results must be finite and agree with the scalar reference (a fuzz finding:
-/// `[NaN, ∞, …]` where the scalar gave values near −1.3e38). Tolerance `TOL·K·ε·(1 + |x|)` as in
-/// `check_flow`: the recomputed chunks use the scalar's order, so only FMA and the vector math
-/// differ; `|û| ≤ 0.1/D` keeps `û·h(s)` small against `x` (|s| ≤ Σ|wᵢzᵢ| ≤ D·‖z‖∞).
+/// `b + w₀z₀ + w₁z₁ + …` (alternating signs, partial sums ≤ 0.6·MAX) but not in a reordered
+/// sum such as four partial sums (`wᵢzᵢ + wᵢ₊₄zᵢ₊₄` has equal signs: 1.2·MAX overflows), which
+/// the D ≥ 8 kernels used before 2026-11-25 (a fuzz finding: `[NaN, ∞, …]` where the scalar
+/// gave values near −1.3e38). The kernels now sum in the scalar's order; this stays as the
+/// regression test of any reordering. The batched results must be finite and agree with the
+/// scalar reference. Tolerance `TOL·K·ε·(1 + |x|)` as in `check_flow`: only FMA and the vector
+/// math differ; `|û| ≤ 0.1/D` keeps `û·h(s)` small against `x` (|s| ≤ Σ|wᵢzᵢ| ≤ D·‖z‖∞).
 fn check_near_max<T: Real + SimdReal, const D: usize, A>(act: A)
 where
     A: flowcore::simd::LaneSolve<T>,
@@ -881,7 +882,7 @@ where
 }
 
 #[test]
-fn near_float_range_partial_sums_do_not_overflow() {
+fn near_float_range_sums_do_not_overflow() {
     let leaky32 = flowcore::LeakyRelu::new(0.3f32).unwrap();
     let leaky64 = flowcore::LeakyRelu::new(0.3f64).unwrap();
     check_near_max::<f32, 8, _>(Tanh);
