@@ -12,6 +12,14 @@
 //! `[2^−480, 2^480]` (f64): the product can neither underflow nor overflow, and typical flows
 //! need one to three `ln` per point for K = 32.
 //!
+//! **One pass over the batch.** Each group of chunks goes through all `K` layers before the
+//! next is loaded. For `D < 8` a chunk's coordinates stay in registers. For `D ≥ 8` they would
+//! not fit (two f32x16 chunks at `D = 16` are the whole register file), so the chunks live in
+//! the stack frame (L1) and each layer is one fused sweep over the coordinates: `zᵢ += ûᵢ·h`
+//! and, from the updated `zᵢ`, the next layer's `wᵀz + b` (inverse: `xᵢ −= ûᵢ·h` and the
+//! previous layer's `wᵀx + b`). Every kernel forms `wᵀz + b` in the scalar reference's serial
+//! order, so it overflows exactly where the scalar's does.
+//!
 //! **Accuracy (stated bounds, asserted by `tests/batch.rs`).** The kernels run the scalar
 //! reference's formulas with the vector math of [`crate::simd::math`] (≤ 4 ulp) in place of
 //! `libm` (≤ 1 ulp) and with fused multiply-adds where the target has them; for tanh the
@@ -724,8 +732,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         out: &mut [T],
     ) {
         let plan = fwd_plan(self.layers());
-        // Chunks interleaved per layer (see `FWD_M6`): 6 for f32 with D ≤ 2, 4 for other
-        // small D, 2 where the state fills the registers.
+        // Chunks interleaved per layer: see `fwd_m`.
         match fwd_m::<T, D>() {
             6 => self.fwd_drive_m::<L, 6, LD>(mode, z, x, out, &plan),
             5 => self.fwd_drive_m::<L, 5, LD>(mode, z, x, out, &plan),

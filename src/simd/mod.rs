@@ -1,6 +1,7 @@
 //! SIMD batched kernels: a [`Flow`](crate::Flow) applied to whole batches of points, `LANES`
-//! points per vector register, every chunk kept in registers through all `K` layers (one pass
-//! over memory).
+//! points per vector register, every chunk taken through all `K` layers before the next is
+//! loaded (one pass over the batch): in registers for `D < 8`, in the stack frame (L1) with
+//! one fused sweep per layer for `D ≥ 8` (see [`batch`]).
 //!
 //! * [`lanes`]: [`Lane`](crate::Lane) for `wide::{f32x8, f32x16, f64x4, f64x8}` and the extra
 //!   lane operations of [`SimdLane`].
