@@ -1507,7 +1507,9 @@ pub fn no_panic(data: &[u8]) -> Outcome {
 
 /// Propagated bounds for one point through the flow, from the scalar reference's intermediate
 /// points: `(bound on the points, bound on the log-det)`. `inverse` selects `g⁻¹` (points
-/// `pts[k] → pts[k+1]` are the inputs/outputs of the layers in the order applied).
+/// `pts[k] → pts[k+1]` are the inputs/outputs of the layers in the order applied). Infinite
+/// (no bound) where the scalar chain fails, or where an inverse layer's root `α` may reach the
+/// float range within its error bound (`|α| + κ·δs ≥ MAX`).
 fn chain_bounds<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
     f: &Flow<T, D, K, A>,
     z: &[T; D],
@@ -1555,6 +1557,13 @@ fn chain_bounds<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
         let kink = l.activation().has_kink();
         if inverse {
             let da = mul0(kappa, ds);
+            if s + da >= T::max_value().v64() {
+                // The root may reach the float range by round-off alone (an ill-conditioned
+                // layer): the chain may then fail (α overflows) where the scalar's did not, or
+                // land anywhere; no bound (a fuzz finding: f32, 1 + c = 1.2e−38, the SIMD
+                // chain's x differing by ½ ulp moved α from 0 to 5e38).
+                return (f64::INFINITY, f64::INFINITY);
+            }
             if kink && !(s > da) {
                 el = f64::INFINITY; // h′ may jump between the two evaluations
             }

@@ -948,6 +948,64 @@ fn inverse_of_huge_points_has_finite_log_det() {
     huge_points_invert::<f32>(&[1e8, 1e20, 1e30, 1e36]);
 }
 
+/// A leaky-ReLU layer with `1 + wᵀû` at the smallest normal: for `wᵀx + b > 0` the root
+/// `α = (wᵀx + b)/(1 + wᵀû)` is beyond the float range, which the scalar inverse rejects
+/// (`NonFiniteInput`). The lane-wise inverse must reject the same points (NaN, counted as
+/// failed) and leave the others to agree with the scalar; it returned `−∞` and no failure
+/// (a fuzz finding, f32 native). Points with `wᵀx + b ≤ 0` (α = y/(1 + c·slope)) stay finite.
+fn leaky_root_overflow<T: Real + SimdReal>() {
+    let act = flowcore::LeakyRelu::new(T::from_f64(0.90234375)).unwrap();
+    let w = T::from_f64(-18183.0);
+    let l = Planar::with([T::from_f64(9924.375)], [w], w, Constraint::Paper, act).unwrap();
+    assert!(l.one_plus_w_dot_u_hat() < T::from_f64(1e-30));
+    let f = Flow::new([l]);
+    // y = w·(x + 1): y > 0 for x < −1 (root overflows), y ≤ 0 for x ≥ −1.
+    let xs: Vec<[T; 1]> = (0..40)
+        .map(|p| [T::from_f64(-1.0 + (p as f64 - 20.0) * 3e-4)])
+        .collect();
+    let mut z = vec![[T::ZERO; 1]; xs.len()];
+    let mut ld = vec![T::ZERO; xs.len()];
+    let mut lp = vec![T::ZERO; xs.len()];
+    let failed = f.inverse_batch(&xs, &mut z, &mut ld).unwrap();
+    let failed_lp = f.log_prob_batch(&xs, &mut lp).unwrap();
+    let mut want = 0;
+    for p in 0..xs.len() {
+        match f.inverse_and_log_det(&xs[p]) {
+            Ok((zr, ldr)) => {
+                let tol = TOL * T::EPS.to_f64_lossy();
+                assert!(
+                    close(z[p][0], zr[0], tol),
+                    "x {:?}: {:?} vs {zr:?}",
+                    xs[p],
+                    z[p]
+                );
+                assert!(
+                    close(ld[p], ldr, tol),
+                    "x {:?}: ld {:?} vs {ldr:?}",
+                    xs[p],
+                    ld[p]
+                );
+            }
+            Err(_) => {
+                want += 1;
+                assert!(
+                    z[p][0].is_nan() && ld[p].is_nan() && lp[p].is_nan(),
+                    "x {:?}",
+                    xs[p]
+                );
+            }
+        }
+    }
+    assert!(want > 0 && want < xs.len(), "both kinds of points: {want}");
+    assert_eq!((failed, failed_lp), (want, want));
+}
+
+#[test]
+fn leaky_inverse_rejects_overflowing_roots_like_the_scalar() {
+    leaky_root_overflow::<f32>();
+    leaky_root_overflow::<f64>();
+}
+
 /// Layers with `1 + wᵀû` above the split-factor cap (2^60 for f32, 2^500 for f64: `4·(1 + wᵀû)`
 /// could overflow) make the forward kernels take the direct factors; just below the cap they
 /// take the split ones. Both must agree with the scalar reference to the stated tolerance.

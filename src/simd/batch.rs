@@ -354,6 +354,10 @@ impl<T: Real> LaneSolve<T> for LeakyRelu<T> {
         y.map(|y| {
             let (_, dh, om) = self.eval(y);
             let alpha = y / (om + dh * L::splat(cp1));
+            // A root beyond the float range (`1 + c` tiny) is rejected by the scalar solver
+            // (`NonFiniteInput`): NaN here, as the trait requires (it gave ±∞, and the
+            // inverse a silent ±∞: a fuzz finding, f32, `1 + c` = 1.2e−38).
+            let alpha = alpha.finite_mask().select(alpha, L::splat(T::nan()));
             let (h, dh, om) = self.eval(alpha);
             [alpha, h, dh, om]
         })
@@ -988,7 +992,8 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             for m in 0..M {
                 let [alpha, hm, dh, om] = r[m];
                 h[m] = -hm;
-                bad[m] = bad[m].or(alpha.nan_mask());
+                // NaN from the solver (a lane it rejects); a non-finite root counts too.
+                bad[m] = bad[m].or(alpha.finite_mask().not());
                 prod[m] *= dh.madd(L::splat(cp1), om);
                 if k == 0 || flush[k - 1] {
                     ld[m] -= prod[m].vln();
