@@ -59,6 +59,13 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// `2^n` for `self = magic + n`, `magic = 1.5·2^(p−1) + bias` (`p` the significand bits):
     /// the exponent-field trick of the vector `exp`. Valid for normal results only.
     fn pow2_from_magic(self) -> Self;
+    /// `self·2^k` by an integer add to the exponent field (one integer operation instead of a
+    /// multiply): for a positive normal `self` and a normal result only.
+    fn mul_pow2_bits(self, k: u32) -> Self;
+    /// `max(self, floor)` where `self` is not NaN, and NaN where it is (the vector `max`
+    /// instructions of x86 keep their second operand when either is NaN, so the floor goes
+    /// first; elsewhere a select). `floor` must not be NaN.
+    fn max_keep_nan(self, floor: Self) -> Self;
     /// For a positive normal `x`: `(f, k)` with `x = 2^k·(1 + f)`, `1 + f ∈ [√½, √2)`, `k`
     /// an integer-valued float (musl's `log` reduction). Garbage for other inputs.
     fn ln_reduce(self) -> (Self, Self);
@@ -240,6 +247,22 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn pow2_from_magic(self) -> Self {
                 <$v>::from_bits(self.to_bits() << $mbits)
+            }
+            #[inline(always)]
+            fn mul_pow2_bits(self, k: u32) -> Self {
+                <$v>::from_bits(self.to_bits() + <$u>::splat((k as <$t as FloatBits>::U) << $mbits))
+            }
+            #[inline(always)]
+            fn max_keep_nan(self, floor: Self) -> Self {
+                #[cfg(target_feature = "sse2")]
+                {
+                    // maxps / maxpd (and their AVX forms): the second operand on NaN.
+                    floor.fast_max(self)
+                }
+                #[cfg(not(target_feature = "sse2"))]
+                {
+                    self.is_nan().select(self, floor.fast_max(self))
+                }
             }
             #[inline(always)]
             fn ln_reduce(self) -> (Self, Self) {

@@ -216,35 +216,50 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
 /// Newton and Halley steps: one division per iteration). `|x| = ∞ ↦ (−1, 0)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
-    // −2|x| by an add (the multiply pipes were the kernels' bottleneck on Zen 4); 4·2ⁿ from
-    // the exponent field (a + 2 = magic + n + 2), for 4E without a multiply.
-    let na = -x.vabs();
-    let m2x = na + na;
-    let (_, a, p) = exp_reduce(m2x);
+    expm1_exp4_m2abs_impl::<L, false>(x)
+}
+
+/// [`expm1_exp4_m2abs`]; with `CLAMP`, `−2|x|` is clamped to the reduction's lower limit
+/// (`−87` / `−708`) instead of flushing the results there by a compare and two selects (one
+/// operation instead of three): beyond it `e = −1` all the same and `4E` stays at
+/// `4e^{−87}` ≈ 6.6e−38 (f32) / `4e^{−708}` (f64) instead of 0, which is below the rounding of
+/// every sum it enters in [`tanh_det`] (`e² + cp1·4E` with `e² = 1`, `cp1 ≤ 2^60` / `2^500`).
+#[inline(always)]
+fn expm1_exp4_m2abs_impl<L: SimdLane, const CLAMP: bool>(x: L) -> (L, L) {
+    // −2|x| in two operations (`−|x| + −|x|` compiles to three); 4·2ⁿ by an integer add
+    // to the exponent field of 2ⁿ, for 4E without a multiply.
+    let m2x = x.vabs() * k(-2.0);
+    let lo = exp_lo::<L>();
+    let (_, a, p) = exp_reduce(if CLAMP { m2x.max_keep_nan(lo) } else { m2x });
     let scale = a.pow2_from_magic();
-    let scale4 = (a + k(2.0)).pow2_from_magic();
+    let scale4 = scale.mul_pow2_bits(2);
     let one = L::splat(L::Scalar::ONE);
-    let zero = L::splat(L::Scalar::ZERO);
-    let under = m2x.lt(exp_lo());
+    let e = scale.madd(p, scale - one);
+    let ex4 = scale4.madd(p, scale4);
+    if CLAMP {
+        return (e, ex4);
+    }
+    let under = m2x.lt(lo);
     (
-        under.select(-one, scale.madd(p, scale - one)),
-        under.select(zero, scale4.madd(p, scale4)),
+        under.select(-one, e),
+        under.select(L::splat(L::Scalar::ZERO), ex4),
     )
 }
 
 /// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x` (the override of [`Lane::tanh_det`]
 /// for the `wide` lanes): with `e = expm1(−2|x|)` and `E = e^{−2|x|}` from one reduction,
-/// `d = 2 + e ∈ [1, 2]`, `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`),
-/// `tanh x = ±(−e/d)`. One division; the factor's relative error is a few ulps (`e` and `E`
-/// ≤ 2 ulp, the rounding of `d` counted twice through `d²`), checked against the scalar
-/// reference by `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form
-/// for layers with `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, 1)`; NaN ↦ NaN.
+/// `d = −(2 + e) ∈ [−2, −1]` (the sign saves the negation in `tanh|x| = e/d`; only `d²`
+/// matters to the determinant), `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`).
+/// One division; the factor's relative error is a few ulps (`e` and `E` ≤ 2 ulp, the
+/// rounding of `d` counted twice through `d²`), checked against the scalar reference by
+/// `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
+/// `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
-    let (e, ex4) = expm1_exp4_m2abs(x);
+    let (e, ex4) = expm1_exp4_m2abs_impl::<L, true>(x);
     let n = e.madd(e, ex4 * cp1);
-    let d = e + k(2.0);
-    ((-e / d).vcopysign(x), n, d)
+    let d = k::<L>(-2.0) - e;
+    ((e / d).vcopysign(x), n, d)
 }
 
 /// Natural logarithm, lane-wise, ≤ 1 ulp for f32 and f64 (musl's algorithm, branch-free).
