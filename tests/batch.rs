@@ -1072,3 +1072,71 @@ fn huge_one_plus_w_dot_u_takes_direct_factors() {
         huge_cp1::<f64>(2f64.powi(e));
     }
 }
+
+/// `Group<L, M>` runs the vector math on `M` vectors step by step: every lane's result must be
+/// bit-for-bit that of the vector `L` it came from (no operation mixes lanes or vectors), and
+/// its lane access, `from_fn` and `write_lanes` must agree with the `M·LANES` layout.
+#[test]
+fn group_lanes_match_their_vectors_bit_for_bit() {
+    use flowcore::simd::Group;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    let special = [
+        0.0f32,
+        -0.0,
+        1e-30,
+        -1e-30,
+        43.0,
+        -44.0,
+        90.0,
+        f32::INFINITY,
+        f32::NAN,
+    ];
+    for round in 0..200 {
+        let xs: [f32; 24] = core::array::from_fn(|i| {
+            if round % 4 == 0 && i < special.len() {
+                special[i]
+            } else {
+                crate::support::uniform(&mut rng, -30.0, 30.0) as f32
+            }
+        });
+        let cp = crate::support::uniform(&mut rng, 1e-3, 3.0) as f32;
+        let g = Group::<f32x8, 3>::from_fn(|i| xs[i]);
+        let (t, n, d) = math::tanh_det(g, Group::splat(cp));
+        let (th, s2) = math::tanh_sech2(g);
+        let (e, e4) = math::expm1_exp4_m2abs(g);
+        let lg = math::ln(g.vabs());
+        let em = math::exp_m1(g);
+        for m in 0..3 {
+            let v = g.0[m];
+            let want = [
+                math::tanh_det(v, f32x8::splat(cp)).0,
+                math::tanh_det(v, f32x8::splat(cp)).1,
+                math::tanh_det(v, f32x8::splat(cp)).2,
+                math::tanh_sech2(v).0,
+                math::tanh_sech2(v).1,
+                math::expm1_exp4_m2abs(v).0,
+                math::expm1_exp4_m2abs(v).1,
+                math::ln(v.vabs()),
+                math::exp_m1(v),
+            ];
+            let got = [t, n, d, th, s2, e, e4, lg, em].map(|x| x.0[m]);
+            for (w, gt) in want.iter().zip(&got) {
+                for j in 0..8 {
+                    assert_eq!(
+                        w.lane(j).to_bits(),
+                        gt.lane(j).to_bits(),
+                        "x = {}",
+                        xs[m * 8 + j]
+                    );
+                }
+            }
+        }
+        let mut out = [0.0f32; 24];
+        t.write_lanes(&mut out);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.to_bits(), t.lane(i).to_bits());
+            assert_eq!(t.lane(i).to_bits(), t.0[i / 8].lane(i % 8).to_bits());
+        }
+        assert_eq!(t.lane(99).to_bits(), t.lane(23).to_bits());
+    }
+}

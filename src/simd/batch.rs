@@ -54,7 +54,7 @@ use crate::error::{FlowError, Result};
 use crate::flow::Flow;
 use crate::planar::Planar;
 use crate::real::{Lane, Real};
-use crate::simd::{SimdLane, SimdReal};
+use crate::simd::{Group, SimdLane, SimdReal};
 use num_traits::Float;
 use rand_core::Rng;
 
@@ -528,7 +528,9 @@ fn check_len(a: usize, b: usize) -> Result<()> {
     }
 }
 
-/// How many chunks the forward kernels interleave per layer (`Flow::fwd_pass`): independent
+/// How many chunks the forward kernels interleave per layer (`Flow::fwd_pass`; on the Intel
+/// host of 2026-12-02, with the step-by-step [`Group`] order, 6 still measured best for f32
+/// D = 2: 0.53 against 0.62 with 4 and 0.54 with 8): independent
 /// dependency chains for the out-of-order core, as the layer's own chain (the `exp`
 /// polynomial, a division) is long. Measured on the Zen 5 machine of the 2026-11-25
 /// measurements (native build, ns per point-layer of `forward_log_det`, K = 32):
@@ -593,7 +595,11 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         self.fwd_pass::<L, M, LD, false>(z, flush)
     }
 
-    /// The forward pass over `M` chunks: per layer, the activation of each chunk, then one
+    /// The forward pass over `M` chunks: per layer, the activation of the `M` chunks as one
+    /// [`Group`] lane (every operation of the vector math issued for all `M` chunks before the
+    /// next: f32 D = 2 0.57 → 0.53 ns per point-layer on the Intel host of 2026-12-02, against
+    /// the chunk-by-chunk order, whose chains overlapped only as far as the scheduler's
+    /// window reached), then one
     /// sweep over the coordinates that applies the layer (`zᵢ += ûᵢ·h`) and at once sums the
     /// next layer's `wᵀz + b` from the updated `zᵢ` (in the scalar reference's order, so the
     /// sums overflow exactly where the scalar's do). For large `D` the compiler keeps the
@@ -628,34 +634,34 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         };
         for (k, (layer, &fl)) in layers.iter().zip(flush).enumerate() {
             let z = in_frame(fused, z);
-            let cp1 = L::splat(layer.one_plus_w_dot_u_hat());
+            let cp1 = layer.one_plus_w_dot_u_hat();
             let u = layer.u_hat();
-            let mut h = [one; M];
-            for m in 0..M {
-                if !fused {
+            if !fused {
+                for m in 0..M {
                     s[m] = preact_lanes(layer.w(), layer.b(), &z[m]);
                 }
-                let (hm, n, d) = if SPLIT {
-                    layer.activation().eval_det(s[m], cp1)
-                } else {
-                    let (hm, dh, om) = layer.activation().eval(s[m]);
-                    (hm, dh.madd(cp1, om), one)
-                };
-                h[m] = hm;
-                if LD {
-                    prod[m] *= n;
+            }
+            // The activation of the M chunks as one `Group` lane: step by step (see `group`).
+            let (Group(h), Group(n), Group(d)) = if SPLIT {
+                layer.activation().eval_det(Group(s), Group::splat(cp1))
+            } else {
+                let (hm, dh, om) = layer.activation().eval(Group(s));
+                (hm, dh.madd(Group::splat(cp1), om), Group::splat(T::ONE))
+            };
+            if LD {
+                for m in 0..M {
+                    prod[m] *= n[m];
                     if SPLIT {
-                        dprod[m] *= d;
-                    }
-                }
-                if !fused {
-                    for i in 0..D {
-                        z[m][i] = hm.madd(L::splat(u[i]), z[m][i]);
+                        dprod[m] *= d[m];
                     }
                 }
             }
             if !fused {
-                // Applied above, chunk by chunk.
+                for m in 0..M {
+                    for i in 0..D {
+                        z[m][i] = h[m].madd(L::splat(u[i]), z[m][i]);
+                    }
+                }
             } else if let Some(next) = layers.get(k + 1) {
                 let w = next.w();
                 s = [L::splat(next.b()); M];
@@ -676,15 +682,13 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
                 }
             }
             if LD && fl {
+                let (p, dp) = (Group(prod), Group(dprod));
+                let Group(l) = if SPLIT { p / (dp * dp) } else { p }.vln();
                 for m in 0..M {
-                    if SPLIT {
-                        ld[m] += (prod[m] / (dprod[m] * dprod[m])).vln();
-                        dprod[m] = one;
-                    } else {
-                        ld[m] += prod[m].vln();
-                    }
-                    prod[m] = one;
+                    ld[m] += l[m];
                 }
+                prod = [one; M];
+                dprod = [one; M];
             }
         }
         ld
@@ -738,6 +742,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let plan = fwd_plan(self.layers());
         // Chunks interleaved per layer: see `fwd_m`.
         match fwd_m::<T, D>() {
+            8 => self.fwd_drive_m::<L, 8, LD>(mode, z, x, out, &plan),
             6 => self.fwd_drive_m::<L, 6, LD>(mode, z, x, out, &plan),
             5 => self.fwd_drive_m::<L, 5, LD>(mode, z, x, out, &plan),
             4 => self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &plan),

@@ -36,12 +36,14 @@
 //! ```
 
 pub mod batch;
+pub mod group;
 pub mod lanes;
 pub mod math;
 #[cfg(feature = "parallel")]
 pub mod par;
 
 pub use batch::LaneSolve;
+pub use group::Group;
 pub use lanes::SimdLane;
 
 use crate::real::Real;
