@@ -543,7 +543,7 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   or 5), 5 above (f32 D = 16: 0.58 against 0.60–0.62 with 4, 0.64–0.66 with 6, 0.75 with 3,
 ///   1.1–1.3 with 2; f64 D = 16: 1.59 against 1.62–1.78 with 4).
 const fn fwd_m<T: Real, const D: usize>() -> usize {
-    if T::BITS == 32 && D <= 2 {
+    if D <= 2 {
         6
     } else if D <= 4 {
         4

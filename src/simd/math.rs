@@ -216,48 +216,51 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
 /// Newton and Halley steps: one division per iteration). `|x| = ∞ ↦ (−1, 0)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
-    expm1_exp4_m2abs_impl::<L, false>(x)
-}
-
-/// [`expm1_exp4_m2abs`]; with `CLAMP`, `−2|x|` is clamped to the reduction's lower limit
-/// (`−87` / `−708`) instead of flushing the results there by a compare and two selects (one
-/// operation instead of three): beyond it `e = −1` all the same and `4E` stays at
-/// `4e^{−87}` ≈ 6.6e−38 (f32) / `4e^{−708}` (f64) instead of 0, which is below the rounding of
-/// every sum it enters in [`tanh_det`] (`e² + cp1·4E` with `e² = 1`, `cp1 ≤ 2^60` / `2^500`).
-#[inline(always)]
-fn expm1_exp4_m2abs_impl<L: SimdLane, const CLAMP: bool>(x: L) -> (L, L) {
-    // −2|x| in two operations (`−|x| + −|x|` compiles to three); 4·2ⁿ by an integer add
-    // to the exponent field of 2ⁿ, for 4E without a multiply.
-    let m2x = x.vabs() * k(-2.0);
-    let lo = exp_lo::<L>();
-    let (_, a, p) = exp_reduce(if CLAMP { m2x.max_keep_nan(lo) } else { m2x });
-    let scale = a.pow2_from_magic();
+    let m2x = m2abs(x);
+    let (e, scale, p) = expm1_parts(m2x);
+    // 4·2ⁿ by an integer add to the exponent field of 2ⁿ, for 4E without a multiply.
     let scale4 = scale.mul_pow2_bits(2);
-    let one = L::splat(L::Scalar::ONE);
-    let e = scale.madd(p, scale - one);
     let ex4 = scale4.madd(p, scale4);
-    if CLAMP {
-        return (e, ex4);
-    }
-    let under = m2x.lt(lo);
+    let under = m2x.lt(exp_lo());
     (
-        under.select(-one, e),
+        under.select(-L::splat(L::Scalar::ONE), e),
         under.select(L::splat(L::Scalar::ZERO), ex4),
     )
 }
 
+/// `−2|x|` in two operations (`−|x| + −|x|` compiles to three).
+#[inline(always)]
+fn m2abs<L: SimdLane>(x: L) -> L {
+    x.vabs() * k(-2.0)
+}
+
+/// `(eˣ − 1, 2ⁿ, p)` with `eˣ = 2ⁿ·(1 + p)`, for `x` in the reduction's normal range
+/// (`x ≥ −87` / `−708`, `x ≤ 0` here).
+#[inline(always)]
+fn expm1_parts<L: SimdLane>(x: L) -> (L, L, L) {
+    let (_, a, p) = exp_reduce(x);
+    let scale = a.pow2_from_magic();
+    (scale.madd(p, scale - L::splat(L::Scalar::ONE)), scale, p)
+}
+
 /// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x` (the override of [`Lane::tanh_det`]
-/// for the `wide` lanes): with `e = expm1(−2|x|)` and `E = e^{−2|x|}` from one reduction,
-/// `d = −(2 + e) ∈ [−2, −1]` (the sign saves the negation in `tanh|x| = e/d`; only `d²`
-/// matters to the determinant), `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`).
+/// for the `wide` lanes): with `e = expm1(−2|x|)` and `E = e^{−2|x|} = 2ⁿ·(1 + p)` from one
+/// reduction, `d = −(2 + e) ∈ [−2, −1]` (the sign saves the negation in `tanh|x| = e/d`; only
+/// `d²` matters to the determinant), `n = e² + cp1·4E` (two non-negative terms for `cp1 ≥ 0`),
+/// the second formed as `c + c·p` from `c = 2ⁿ·(4·cp1)` (exact but for subnormals: one
+/// rounding, one operation fewer than `4E` then `·cp1`). `−2|x|` is clamped to the
+/// reduction's lower limit (`−87` / `−708`; one operation, where [`expm1_exp4_m2abs`] flushes
+/// by a compare and two selects): beyond it `e = −1` all the same and `E` stays at `e^{−87}` /
+/// `e^{−708}`, below the rounding of `n = 1 + cp1·4E` for `cp1 ≤ 2^60` / `2^500`.
 /// One division; the factor's relative error is a few ulps (`e` and `E` ≤ 2 ulp, the
 /// rounding of `d` counted twice through `d²`), checked against the scalar reference by
 /// `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
 /// `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
-    let (e, ex4) = expm1_exp4_m2abs_impl::<L, true>(x);
-    let n = e.madd(e, ex4 * cp1);
+    let (e, scale, p) = expm1_parts(m2abs(x).max_keep_nan(exp_lo()));
+    let c = scale * (cp1 * k(4.0));
+    let n = e.madd(e, c.madd(p, c));
     let d = k::<L>(-2.0) - e;
     ((e / d).vcopysign(x), n, d)
 }
