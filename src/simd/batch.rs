@@ -528,21 +528,23 @@ fn check_len(a: usize, b: usize) -> Result<()> {
     }
 }
 
-/// How many chunks the forward kernels interleave per layer (`Flow::fwd_pass`; on the Intel
-/// host of 2026-12-02, with the step-by-step [`Group`] order, 6 still measured best for f32
-/// D = 2: 0.53 against 0.62 with 4 and 0.54 with 8): independent
+/// How many chunks the forward kernels interleave per layer (`Flow::fwd_pass`): independent
 /// dependency chains for the out-of-order core, as the layer's own chain (the `exp`
 /// polynomial, a division) is long. Measured on the Zen 5 machine of the 2026-11-25
-/// measurements (native build, ns per point-layer of `forward_log_det`, K = 32):
+/// measurements (native build, ns per point-layer of `forward_log_det`, K = 32), and for
+/// `D ≤ 2` again on the Intel host of 2026-12-02 with the step-by-step [`Group`] order:
 ///
-/// * chunks in registers (`D < 8`): 6 for f32 with `D ≤ 2` (f32 D = 2: 0.29 against 0.37 with 4;
-///   5: 0.30–0.32, 7: 0.34, 8: 0.33; D = 1 15 % faster than 4), 4 for other `D ≤ 4` (6 was
-///   3–5 % slower for f32 D = 3 and f64 D = 2), 2 above (the state fills the registers);
+/// * chunks in registers (`D < 8`): 6 for `D ≤ 2` (Zen 5, f32 D = 2: 0.29 against 0.37 with 4;
+///   5: 0.30–0.32, 7: 0.34, 8: 0.33; D = 1 15 % faster than 4. Intel, f32 D = 2: 0.53 against
+///   0.62 with 4, 0.55 with 5 or 7, 0.54 with 8; f64 D = 2: 1.44 against 1.53 with 4 and 1.56
+///   with 8, where on Zen 5, in the chunk-by-chunk order, 6 was 3–5 % slower than 4), 4 for
+///   other `D ≤ 4` (6 was 3–5 % slower for f32 D = 3 on Zen 5), 2 above (the state fills the
+///   registers);
 /// * fused sweeps, chunks in the stack frame ([`fuse_sweeps`]): 6 for `D = 8` (f32 0.51–0.53
 ///   against 0.61 with 3, 0.69 with 4, 0.57 with 8; f64 0.97–1.01 against 1.24–1.37 with 4
 ///   or 5), 5 above (f32 D = 16: 0.58 against 0.60–0.62 with 4, 0.64–0.66 with 6, 0.75 with 3,
 ///   1.1–1.3 with 2; f64 D = 16: 1.59 against 1.62–1.78 with 4).
-const fn fwd_m<T: Real, const D: usize>() -> usize {
+const fn fwd_m<const D: usize>() -> usize {
     if D <= 2 {
         6
     } else if D <= 4 {
@@ -741,7 +743,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ) {
         let plan = fwd_plan(self.layers());
         // Chunks interleaved per layer: see `fwd_m`.
-        match fwd_m::<T, D>() {
+        match fwd_m::<D>() {
             8 => self.fwd_drive_m::<L, 8, LD>(mode, z, x, out, &plan),
             6 => self.fwd_drive_m::<L, 6, LD>(mode, z, x, out, &plan),
             5 => self.fwd_drive_m::<L, 5, LD>(mode, z, x, out, &plan),
@@ -837,7 +839,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ) -> Result<()> {
         check_len(z.len(), log_det.len())?;
         let plan = fwd_plan(self.layers());
-        match fwd_m::<T, D>() {
+        match fwd_m::<D>() {
             6 => self.soa_m::<L, 6>(z, log_det, &plan),
             5 => self.soa_m::<L, 5>(z, log_det, &plan),
             4 => self.soa_m::<L, 4>(z, log_det, &plan),
@@ -885,7 +887,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     {
         check_len(x.len(), log_q.len())?;
         let plan = fwd_plan(self.layers());
-        match fwd_m::<T, D>() {
+        match fwd_m::<D>() {
             6 => self.sample_m::<6, R>(rng, x, log_q, &plan),
             5 => self.sample_m::<5, R>(rng, x, log_q, &plan),
             4 => self.sample_m::<4, R>(rng, x, log_q, &plan),
