@@ -39,7 +39,8 @@ pub trait Activation<T: Real>: Copy + Debug + PartialEq + Send + Sync + 'static 
     const SPLIT_DET: bool = false;
 
     /// `(h(s), n, d)` with the layer's determinant factor `(1 − h′) + h′·cp1 = n/d²`, where
-    /// `d ∈ [1, 2]` (1 unless [`Activation::SPLIT_DET`]) and `n ≥ 0` for `cp1 ≥ 0`.
+    /// `|d| ∈ [1, 2]` (1 unless [`Activation::SPLIT_DET`]; only `d²` counts, and the `wide`
+    /// lanes' tanh returns `d ≤ −1`) and `n ≥ 0` for `cp1 ≥ 0`.
     /// Default: `d = 1`, `n` from [`Activation::eval`].
     #[inline(always)]
     fn eval_det<L: Lane<Scalar = T>>(&self, s: L, cp1: L) -> (L, L, L) {
