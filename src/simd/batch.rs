@@ -744,7 +744,6 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let plan = fwd_plan(self.layers());
         // Chunks interleaved per layer: see `fwd_m`.
         match fwd_m::<D>() {
-            8 => self.fwd_drive_m::<L, 8, LD>(mode, z, x, out, &plan),
             6 => self.fwd_drive_m::<L, 6, LD>(mode, z, x, out, &plan),
             5 => self.fwd_drive_m::<L, 5, LD>(mode, z, x, out, &plan),
             4 => self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &plan),
