@@ -2,7 +2,7 @@
 //! per kernel and path:
 //!
 //! ```sh
-//! cargo run --release --example bench_planar -- --d 2 --k 32 --n 65536 --dtype f32 [--threads 1] [--reps 15]
+//! cargo run --release --example bench_planar -- --d 2 --k 32 --n 65536 --dtype f32 [--threads 1] [--reps 15] [--scalar 0]
 //! RUSTFLAGS="-C target-cpu=native" cargo run --release --example bench_planar -- --d 16 --dtype f64
 //! ```
 //!
@@ -27,6 +27,7 @@ struct Args {
     threads: usize,
     reps: usize,
     kernels: Vec<String>,
+    scalar: bool,
 }
 
 fn parse() -> Args {
@@ -38,6 +39,7 @@ fn parse() -> Args {
         threads: 1,
         reps: 15,
         kernels: vec![],
+        scalar: true,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -51,6 +53,7 @@ fn parse() -> Args {
             "--threads" => a.threads = val.parse().expect("--threads"),
             "--reps" => a.reps = val.parse().expect("--reps"),
             "--kernels" => a.kernels = val.split(',').map(String::from).collect(),
+            "--scalar" => a.scalar = val != "0",
             o => panic!("unknown option {o}"),
         }
         i += 2;
@@ -204,7 +207,7 @@ fn run<T: Real + SimdReal, const D: usize, const K: usize>(a: &Args) {
         });
         emit("sample", "simd", t);
     }
-    if par {
+    if par || !a.scalar {
         return;
     }
     // Scalar reference, per point (fewer repetitions: it is the slow path).

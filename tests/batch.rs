@@ -1143,3 +1143,79 @@ fn group_lanes_match_their_vectors_bit_for_bit() {
         assert_eq!(t.lane(99).to_bits(), t.lane(23).to_bits());
     }
 }
+
+/// The batched forward kernels take `M` chunks per pass through each layer in groups of `G`
+/// (`(M, G)` depends on the scalar type and `D`: (6, 6), (6, 3), (4, 4), (4, 2), (2, 2)).
+/// Interleaving and grouping only reorder independent work, so every point's output must be
+/// bit-for-bit that of the one-chunk lanes form (`forward_log_det_lanes`, `M = G = 1`), for
+/// full passes, the chunks of the tail, and the structure-of-arrays form (`log_prob_normalizing`
+/// takes the same pass: its log-det is checked through the forward kernel).
+fn grouped_equals_one_chunk<T: Real + SimdReal, const D: usize>(seed: u64) {
+    let w = <T::Simd as Lane>::LANES;
+    for hard in [false, true] {
+        let f = flow::<T, D>(seed, hard);
+        // Two full passes of up to 6 chunks, then a tail of whole chunks and a partial one.
+        let n = 12 * w + 3 * w + 5;
+        let pts = points::<T, D>(seed + 1, n, false);
+        let mut x = vec![[T::ZERO; D]; n];
+        let mut ld = vec![T::ZERO; n];
+        f.forward_log_det_batch(&pts, &mut x, &mut ld).unwrap();
+        let mut soa: Vec<[T::Simd; D]> = pts
+            .chunks(w)
+            .map(|c| {
+                core::array::from_fn(|i| T::Simd::from_fn(|j| c.get(j).map_or(T::ZERO, |p| p[i])))
+            })
+            .collect();
+        let mut lds = vec![T::Simd::splat(T::ZERO); soa.len()];
+        f.forward_log_det_soa(&mut soa, &mut lds).unwrap();
+        for (c, chunk) in pts.chunks(w).enumerate() {
+            let mut one: [T::Simd; D] = core::array::from_fn(|i| {
+                T::Simd::from_fn(|j| chunk.get(j).map_or(T::ZERO, |p| p[i]))
+            });
+            let l = f.forward_log_det_lanes(&mut one);
+            for j in 0..chunk.len() {
+                let p = c * w + j;
+                let same = |a: T, b: T| {
+                    (a == b && a.is_sign_negative() == b.is_sign_negative())
+                        || (a.is_nan() && b.is_nan())
+                };
+                assert!(
+                    same(ld[p], l.lane(j)),
+                    "log-det, D = {D}, point {p}: {:?} vs {:?}",
+                    ld[p],
+                    l.lane(j)
+                );
+                assert!(
+                    same(lds[c].lane(j), l.lane(j)),
+                    "SoA log-det, D = {D}, point {p}"
+                );
+                for i in 0..D {
+                    assert!(
+                        same(x[p][i], one[i].lane(j)),
+                        "x, D = {D}, point {p}, coordinate {i}"
+                    );
+                    assert!(
+                        same(soa[c][i].lane(j), one[i].lane(j)),
+                        "SoA x, D = {D}, point {p}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn grouped_passes_match_one_chunk_bit_for_bit() {
+    grouped_equals_one_chunk::<f32, 1>(31);
+    grouped_equals_one_chunk::<f32, 2>(32);
+    grouped_equals_one_chunk::<f32, 3>(33);
+    grouped_equals_one_chunk::<f32, 5>(34);
+    grouped_equals_one_chunk::<f32, 8>(35);
+    grouped_equals_one_chunk::<f32, 16>(36);
+    grouped_equals_one_chunk::<f64, 1>(41);
+    grouped_equals_one_chunk::<f64, 2>(42);
+    grouped_equals_one_chunk::<f64, 3>(43);
+    grouped_equals_one_chunk::<f64, 5>(44);
+    grouped_equals_one_chunk::<f64, 8>(45);
+    grouped_equals_one_chunk::<f64, 16>(46);
+}

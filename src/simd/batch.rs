@@ -164,16 +164,24 @@ impl<T: Real> LaneSolve<T> for Tanh {
                         (sa * sa).le(qtol * aa.vmin(one))
                     };
                     let small = sa.le(tol * aa).or(conv);
-                    let fin = small.and(done[m].not());
                     let o = &mut out[m];
-                    *o = [
-                        fin.select(a[m], o[0]),
-                        fin.select(step, o[1]),
-                        fin.select(ed, o[2]),
-                        fin.select(d, o[3]),
-                        fin.select(ex4, o[4]),
-                    ];
-                    done[m] = done[m].or(small);
+                    if it == 1 {
+                        // The first test: every lane records (no lane has finished before; a
+                        // lane not finished now is overwritten when it does, or solved again
+                        // by the bracketed fallback), so no selects.
+                        *o = [a[m], step, ed, d, ex4];
+                        done[m] = small;
+                    } else {
+                        let fin = small.and(done[m].not());
+                        *o = [
+                            fin.select(a[m], o[0]),
+                            fin.select(step, o[1]),
+                            fin.select(ed, o[2]),
+                            fin.select(d, o[3]),
+                            fin.select(ex4, o[4]),
+                        ];
+                        done[m] = done[m].or(small);
+                    }
                     all &= done[m].all();
                 }
                 a[m] -= step;
@@ -528,34 +536,73 @@ fn check_len(a: usize, b: usize) -> Result<()> {
     }
 }
 
-/// How many chunks the forward kernels interleave per layer (`Flow::fwd_pass`): independent
-/// dependency chains for the out-of-order core, as the layer's own chain (the `exp`
-/// polynomial, a division) is long. Measured on the Zen 5 machine of the 2026-11-25
-/// measurements (native build, ns per point-layer of `forward_log_det`, K = 32), and for
-/// `D ≤ 2` again on the Intel host of 2026-12-02 with the step-by-step [`Group`] order:
+/// How the forward kernels interleave chunks (`Flow::fwd_pass`): `(M, G)`, `M` chunks per
+/// pass (independent dependency chains for the out-of-order core: the layer's own chain, the
+/// `exp` polynomial and a division, is long), taken through each layer in groups of `G`
+/// (each group's activation as one [`Group`] lane, issued step by step, then its sweep), so
+/// that one group's sweep or division tail overlaps the next group's activation.
 ///
-/// * chunks in registers (`D < 8`): 6 for `D ≤ 2` (Zen 5, f32 D = 2: 0.29 against 0.37 with 4;
-///   5: 0.30–0.32, 7: 0.34, 8: 0.33; D = 1 15 % faster than 4. Intel, f32 D = 2: 0.53 against
-///   0.62 with 4, 0.55 with 5 or 7, 0.54 with 8; f64 D = 2: 1.44 against 1.53 with 4 and 1.56
-///   with 8, where on Zen 5, in the chunk-by-chunk order, 6 was 3–5 % slower than 4), 4 for
-///   other `D ≤ 4` (6 was 3–5 % slower for f32 D = 3 on Zen 5), 2 above (the state fills the
-///   registers);
-/// * fused sweeps, chunks in the stack frame ([`fuse_sweeps`]): 6 for `D = 8` (f32 0.51–0.53
-///   against 0.61 with 3, 0.69 with 4, 0.57 with 8; f64 0.97–1.01 against 1.24–1.37 with 4
-///   or 5), 5 above (f32 D = 16: 0.58 against 0.60–0.62 with 4, 0.64–0.66 with 6, 0.75 with 3,
-///   1.1–1.3 with 2; f64 D = 16: 1.59 against 1.62–1.78 with 4).
-const fn fwd_m<const D: usize>() -> usize {
+/// Measured (native build, `forward_log_det`, K = 32; paired alternated runs, ratios of the
+/// fastest repetitions):
+///
+/// * Zen 4 host of 2026-12-03, against one group (`G = M`): f64 D = 2 (6, 3) 0.88× the time
+///   of (6, 6), (6, 2) 0.88×, (4, 2) 0.89×, (8, 2) 0.88×; f32 D = 16 (4, 2) 0.88× the time of
+///   (6, 6), (6, 2) 0.88×, (6, 3) 0.92×; f64 D = 16 (4, 2) and (6, 3) 0.89×, (6, 2) 0.91×;
+///   f64 D = 8 (4, 2) and (6, 3) 0.89×; not for f32 D = 2 ((8, 2) 0.93–0.97×, (4, 2) 1.0×,
+///   (6, 3) 1.14×, (8, 4) 1.14×) or f32 D = 8 ((6, 2) 1.02×, (4, 2) 1.03×, (6, 3) 1.22×).
+/// * Earlier, one group (`G = M`): on the Zen 5 machine of 2026-11-25, chunks in registers
+///   (`D < 8`): 6 for `D ≤ 2` (f32 D = 2: 0.29 ns against 0.37 with 4; 5: 0.30–0.32, 7: 0.34,
+///   8: 0.33; D = 1 15 % faster than 4; Intel host of 2026-12-02, f32 D = 2: 0.53 against 0.62
+///   with 4, 0.55 with 5 or 7, 0.54 with 8), 4 for other `D ≤ 4` (6 was 3–5 % slower for f32
+///   D = 3 on Zen 5), 2 above (the state fills the registers); fused sweeps
+///   ([`fuse_sweeps`]): 6 for `D = 8` (f32 0.51–0.53 against 0.61 with 3, 0.69 with 4, 0.57
+///   with 8).
+const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
+    let f64 = bits == 64;
     if D <= 2 {
-        6
+        if f64 { (6, 3) } else { (6, 6) }
     } else if D <= 4 {
-        4
+        (4, 4)
     } else if !fuse_sweeps::<D>() {
-        2
-    } else if D <= 8 {
-        6
+        (2, 2)
+    } else if D <= 8 && !f64 {
+        (6, 6)
     } else {
-        5
+        (4, 2)
     }
+}
+
+/// Calls `$call::<M, G>` for the shape `$shape` of [`fwd_shape`].
+macro_rules! by_shape {
+    ($shape:expr, |$m:ident, $g:ident| $call:expr) => {
+        match $shape {
+            (6, 6) => {
+                const $m: usize = 6;
+                const $g: usize = 6;
+                $call
+            }
+            (6, 3) => {
+                const $m: usize = 6;
+                const $g: usize = 3;
+                $call
+            }
+            (4, 4) => {
+                const $m: usize = 4;
+                const $g: usize = 4;
+                $call
+            }
+            (4, 2) => {
+                const $m: usize = 4;
+                const $g: usize = 2;
+                $call
+            }
+            _ => {
+                const $m: usize = 2;
+                const $g: usize = 2;
+                $call
+            }
+        }
+    };
 }
 
 /// What the forward driver writes.
@@ -570,17 +617,17 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     /// Applies all layers to `M` interleaved chunks (independent dependency chains, for ILP);
     /// returns `ln|det J_g|` per lane if `LD`.
     #[inline(always)]
-    fn fwd_group<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
+    fn fwd_group<L: SimdLane<Scalar = T>, const M: usize, const G: usize, const LD: bool>(
         &self,
         z: &mut [[L; D]; M],
         plan: &FwdPlan<K>,
     ) -> [L; M] {
         if !A::SPLIT_DET {
-            self.fwd_pass::<L, M, LD, false>(z, &plan.flush)
+            self.fwd_pass::<L, M, G, LD, false>(z, &plan.flush)
         } else if plan.split {
-            self.fwd_pass::<L, M, LD, true>(z, &plan.flush)
+            self.fwd_pass::<L, M, G, LD, true>(z, &plan.flush)
         } else {
-            self.fwd_pass_cold::<L, M, LD>(z, &plan.flush)
+            self.fwd_pass_cold::<L, M, G, LD>(z, &plan.flush)
         }
     }
 
@@ -589,33 +636,43 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     /// hot path's code is laid out as without it.
     #[cold]
     #[inline(never)]
-    fn fwd_pass_cold<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
+    fn fwd_pass_cold<L: SimdLane<Scalar = T>, const M: usize, const G: usize, const LD: bool>(
         &self,
         z: &mut [[L; D]; M],
         flush: &[bool; K],
     ) -> [L; M] {
-        self.fwd_pass::<L, M, LD, false>(z, flush)
+        self.fwd_pass::<L, M, G, LD, false>(z, flush)
     }
 
-    /// The forward pass over `M` chunks: per layer, the activation of the `M` chunks as one
-    /// [`Group`] lane (every operation of the vector math issued for all `M` chunks before the
-    /// next: f32 D = 2 0.57 → 0.53 ns per point-layer on the Intel host of 2026-12-02, against
-    /// the chunk-by-chunk order, whose chains overlapped only as far as the scheduler's
-    /// window reached), then one
-    /// sweep over the coordinates that applies the layer (`zᵢ += ûᵢ·h`) and at once sums the
-    /// next layer's `wᵀz + b` from the updated `zᵢ` (in the scalar reference's order, so the
-    /// sums overflow exactly where the scalar's do). For large `D` the compiler keeps the
-    /// chunks' coordinates in the stack frame (L1) rather than in registers: the sweep is then
-    /// one load, two fused multiply-adds and one store per coordinate and chunk, nothing is
-    /// spilled, and `M` chunks' activations (a long dependency chain: `exp`, a division)
-    /// overlap. (Keeping `2 × 16` coordinates in the 32 vector registers at `D = 16`, with the
-    /// update and the next sum in separate sweeps, spilled half the state and ran at 1.0–1.1 ns
-    /// per point-layer against 0.59 for this form.)
+    /// The forward pass over `M` chunks, per layer in groups of `G` chunks (`G` divides `M`;
+    /// see [`fwd_shape`]): for each group, the activation of its chunks as one [`Group`] lane
+    /// (every operation of the vector math issued for all `G` chunks before the next: f32
+    /// D = 2 0.57 → 0.53 ns per point-layer on the Intel host of 2026-12-02, against the
+    /// chunk-by-chunk order, whose chains overlapped only as far as the scheduler's window
+    /// reached), then one sweep over the coordinates that applies the layer (`zᵢ += ûᵢ·h`)
+    /// and, with the fused sweeps, at once sums the next layer's `wᵀz + b` from the updated
+    /// `zᵢ` (in the scalar reference's order, so the sums overflow exactly where the scalar's
+    /// do). A group's sweep and the next group's activation are independent, and so are a
+    /// group's next activation and the later groups' work on this layer, so with `G < M` the
+    /// out-of-order core overlaps them (on the Zen 4 host of 2026-12-03: f32 D = 16 and f64
+    /// D = 2, 8, 16 about 11 % faster with two groups than with one). For large `D` the
+    /// compiler keeps the chunks' coordinates in the stack frame (L1) rather than in
+    /// registers: the sweep is then one load, two fused multiply-adds and one store per
+    /// coordinate and chunk, nothing is spilled. (Keeping `2 × 16` coordinates in the 32
+    /// vector registers at `D = 16`, with the update and the next sum in separate sweeps,
+    /// spilled half the state and ran at 1.0–1.1 ns per point-layer against 0.59 for this
+    /// form.)
     ///
     /// With `SPLIT` the factors are taken as `n/d²` ([`Activation::eval_det`]): the numerators
     /// and denominators are multiplied separately and divided once per `ln`.
     #[inline(always)]
-    fn fwd_pass<L: SimdLane<Scalar = T>, const M: usize, const LD: bool, const SPLIT: bool>(
+    fn fwd_pass<
+        L: SimdLane<Scalar = T>,
+        const M: usize,
+        const G: usize,
+        const LD: bool,
+        const SPLIT: bool,
+    >(
         &self,
         z: &mut [[L; D]; M],
         flush: &[bool; K],
@@ -638,50 +695,62 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             let z = in_frame(fused, z);
             let cp1 = layer.one_plus_w_dot_u_hat();
             let u = layer.u_hat();
-            if !fused {
-                for m in 0..M {
-                    s[m] = preact_lanes(layer.w(), layer.b(), &z[m]);
-                }
-            }
-            // The activation of the M chunks as one `Group` lane: step by step (see `group`).
-            let (Group(h), Group(n), Group(d)) = if SPLIT {
-                layer.activation().eval_det(Group(s), Group::splat(cp1))
-            } else {
-                let (hm, dh, om) = layer.activation().eval(Group(s));
-                (hm, dh.madd(Group::splat(cp1), om), Group::splat(T::ONE))
-            };
-            if LD {
-                for m in 0..M {
-                    prod[m] *= n[m];
-                    if SPLIT {
-                        dprod[m] *= d[m];
+            let next = layers.get(k + 1);
+            // The chunks in groups of G, each taken through the layer (activation, then its
+            // sweep) before the next group: a group's sweep and the next group's activation
+            // are independent, and so are a group's next activation and the other groups'
+            // work of this layer, so the out-of-order core overlaps them.
+            let mut o = 0;
+            while o + G <= M {
+                if !fused {
+                    for j in 0..G {
+                        s[o + j] = preact_lanes(layer.w(), layer.b(), &z[o + j]);
                     }
                 }
-            }
-            if !fused {
-                for m in 0..M {
+                let sg: [L; G] = core::array::from_fn(|j| s[o + j]);
+                // The activation of the G chunks as one `Group` lane: step by step (see `group`).
+                let (Group(h), Group(n), Group(d)) = if SPLIT {
+                    layer.activation().eval_det(Group(sg), Group::splat(cp1))
+                } else {
+                    let (hm, dh, om) = layer.activation().eval(Group(sg));
+                    (hm, dh.madd(Group::splat(cp1), om), Group::splat(T::ONE))
+                };
+                if LD {
+                    for j in 0..G {
+                        prod[o + j] *= n[j];
+                        if SPLIT {
+                            dprod[o + j] *= d[j];
+                        }
+                    }
+                }
+                if !fused {
+                    for j in 0..G {
+                        for i in 0..D {
+                            z[o + j][i] = h[j].madd(L::splat(u[i]), z[o + j][i]);
+                        }
+                    }
+                } else if let Some(next) = next {
+                    let w = next.w();
+                    for j in 0..G {
+                        s[o + j] = L::splat(next.b());
+                    }
                     for i in 0..D {
-                        z[m][i] = h[m].madd(L::splat(u[i]), z[m][i]);
+                        let (ui, wi) = (L::splat(u[i]), L::splat(w[i]));
+                        for j in 0..G {
+                            let zi = h[j].madd(ui, z[o + j][i]);
+                            z[o + j][i] = zi;
+                            s[o + j] = zi.madd(wi, s[o + j]);
+                        }
+                    }
+                } else {
+                    for i in 0..D {
+                        let ui = L::splat(u[i]);
+                        for j in 0..G {
+                            z[o + j][i] = h[j].madd(ui, z[o + j][i]);
+                        }
                     }
                 }
-            } else if let Some(next) = layers.get(k + 1) {
-                let w = next.w();
-                s = [L::splat(next.b()); M];
-                for i in 0..D {
-                    let (ui, wi) = (L::splat(u[i]), L::splat(w[i]));
-                    for m in 0..M {
-                        let zi = h[m].madd(ui, z[m][i]);
-                        z[m][i] = zi;
-                        s[m] = zi.madd(wi, s[m]);
-                    }
-                }
-            } else {
-                for i in 0..D {
-                    let ui = L::splat(u[i]);
-                    for m in 0..M {
-                        z[m][i] = h[m].madd(ui, z[m][i]);
-                    }
-                }
+                o += G;
             }
             if LD && fl {
                 let (p, dp) = (Group(prod), Group(dprod));
@@ -696,7 +765,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         ld
     }
 
-    fn fwd_drive_m<L: SimdLane<Scalar = T>, const M: usize, const LD: bool>(
+    fn fwd_drive_m<L: SimdLane<Scalar = T>, const M: usize, const G: usize, const LD: bool>(
         &self,
         mode: Fwd,
         z: &[[T; D]],
@@ -719,7 +788,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             };
         while p + step <= n {
             let mut c: [[L; D]; M] = core::array::from_fn(|m| load(&z[p + m * w..p + (m + 1) * w]));
-            let ld = self.fwd_group::<L, M, LD>(&mut c, plan);
+            let ld = self.fwd_group::<L, M, G, LD>(&mut c, plan);
             for m in 0..M {
                 emit(p + m * w, w, &c[m], ld[m], x, out);
             }
@@ -728,7 +797,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         while p < n {
             let cnt = w.min(n - p);
             let mut c = [load(&z[p..p + cnt])];
-            let ld = self.fwd_group::<L, 1, LD>(&mut c, plan);
+            let ld = self.fwd_group::<L, 1, 1, LD>(&mut c, plan);
             emit(p, cnt, &c[0], ld[0], x, out);
             p += cnt;
         }
@@ -742,13 +811,9 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         out: &mut [T],
     ) {
         let plan = fwd_plan(self.layers());
-        // Chunks interleaved per layer: see `fwd_m`.
-        match fwd_m::<D>() {
-            6 => self.fwd_drive_m::<L, 6, LD>(mode, z, x, out, &plan),
-            5 => self.fwd_drive_m::<L, 5, LD>(mode, z, x, out, &plan),
-            4 => self.fwd_drive_m::<L, 4, LD>(mode, z, x, out, &plan),
-            _ => self.fwd_drive_m::<L, 2, LD>(mode, z, x, out, &plan),
-        }
+        // Chunks interleaved per layer: see `fwd_shape`.
+        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+            .fwd_drive_m::<L, M, G, LD>(mode, z, x, out, &plan))
     }
 
     /// `x[n] = g(z[n])` for every point, `L::LANES` points at a time.
@@ -821,7 +886,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     pub fn forward_log_det_lanes<L: SimdLane<Scalar = T>>(&self, z: &mut [L; D]) -> L {
         let plan = fwd_plan(self.layers());
         let mut c = [*z];
-        let ld = self.fwd_group::<L, 1, true>(&mut c, &plan);
+        let ld = self.fwd_group::<L, 1, 1, true>(&mut c, &plan);
         *z = c[0];
         ld[0]
     }
@@ -838,16 +903,12 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ) -> Result<()> {
         check_len(z.len(), log_det.len())?;
         let plan = fwd_plan(self.layers());
-        match fwd_m::<D>() {
-            6 => self.soa_m::<L, 6>(z, log_det, &plan),
-            5 => self.soa_m::<L, 5>(z, log_det, &plan),
-            4 => self.soa_m::<L, 4>(z, log_det, &plan),
-            _ => self.soa_m::<L, 2>(z, log_det, &plan),
-        }
+        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+            .soa_m::<L, M, G>(z, log_det, &plan));
         Ok(())
     }
 
-    fn soa_m<L: SimdLane<Scalar = T>, const M: usize>(
+    fn soa_m<L: SimdLane<Scalar = T>, const M: usize, const G: usize>(
         &self,
         z: &mut [[L; D]],
         log_det: &mut [L],
@@ -857,13 +918,13 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         let mut lc = log_det.chunks_exact_mut(M);
         for (zz, ll) in (&mut zc).zip(&mut lc) {
             let mut c: [[L; D]; M] = core::array::from_fn(|m| zz[m]);
-            let ld = self.fwd_group::<L, M, true>(&mut c, plan);
+            let ld = self.fwd_group::<L, M, G, true>(&mut c, plan);
             zz.copy_from_slice(&c);
             ll.copy_from_slice(&ld);
         }
         for (zz, ll) in zc.into_remainder().iter_mut().zip(lc.into_remainder()) {
             let mut c = [*zz];
-            *ll = self.fwd_group::<L, 1, true>(&mut c, plan)[0];
+            *ll = self.fwd_group::<L, 1, 1, true>(&mut c, plan)[0];
             *zz = c[0];
         }
     }
@@ -886,18 +947,14 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     {
         check_len(x.len(), log_q.len())?;
         let plan = fwd_plan(self.layers());
-        match fwd_m::<D>() {
-            6 => self.sample_m::<6, R>(rng, x, log_q, &plan),
-            5 => self.sample_m::<5, R>(rng, x, log_q, &plan),
-            4 => self.sample_m::<4, R>(rng, x, log_q, &plan),
-            _ => self.sample_m::<2, R>(rng, x, log_q, &plan),
-        }
+        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+            .sample_m::<M, G, R>(rng, x, log_q, &plan));
         Ok(())
     }
 
     /// [`Flow::sample_batch`] with `M` chunks per pass; the chunks draw their normals in
     /// order, so the output does not depend on `M`.
-    fn sample_m<const M: usize, R: Rng + ?Sized>(
+    fn sample_m<const M: usize, const G: usize, R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         x: &mut [[T; D]],
@@ -925,7 +982,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         while p + M * w <= n {
             let mut c: [[T::Simd; D]; M] = core::array::from_fn(|_| draw(rng));
             let lp: [T::Simd; M] = core::array::from_fn(|m| base_lp(&c[m]));
-            let ld = self.fwd_group::<T::Simd, M, true>(&mut c, plan);
+            let ld = self.fwd_group::<T::Simd, M, G, true>(&mut c, plan);
             for m in 0..M {
                 let q = p + m * w;
                 store(&c[m], &mut x[q..q + w]);
@@ -937,7 +994,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
             let cnt = w.min(n - p);
             let mut c = [draw(rng)];
             let lp = base_lp(&c[0]);
-            let ld = self.fwd_group::<T::Simd, 1, true>(&mut c, plan);
+            let ld = self.fwd_group::<T::Simd, 1, 1, true>(&mut c, plan);
             store(&c[0], &mut x[p..p + cnt]);
             store1(lp - ld[0], &mut log_q[p..p + cnt]);
             p += cnt;
