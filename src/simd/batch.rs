@@ -1151,13 +1151,18 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         T: SimdReal,
     {
         let flush = ln_plan(self.layers(), false);
-        // The Newton iterations are one long dependency chain (exp, a division): 8
-        // interleaved chunks for small D (4 measured 18 % (f32) / 11 % (f64) slower at D = 2),
-        // 6 with the fused sweeps (f32 D = 16: 1.63–1.72 ns per point-layer against 1.79–1.92
-        // with 4, 1.84–1.95 with 5, 1.71–1.76 with 8, 2.4–2.5 with 2; f32 D = 8: 1.36–1.42
-        // against 1.44 with 5, 1.63 with 8; f64 flat within noise from 4 to 8).
+        // The Newton iterations are one long dependency chain (exp, a division): several
+        // chunks interleaved. For small D: 4 (on the Zen 4 host of 2026-12-03, native build,
+        // paired alternated runs, 8 chunks took 1.02–1.10× the time of 4 for f32 D = 2 and
+        // 1.08× for f64 D = 2, 6 chunks 1.09× / 1.05×; in the default build 4 and 8 were
+        // within 2 %, and splitting 8 chunks into two groups solved one after the other, as
+        // the forward kernels do, was 4–9 % slower); in the first sessions, with an earlier
+        // loop, 4 had measured 18 % (f32) / 11 % (f64) slower than 8 at D = 2. With the fused
+        // sweeps 6 (f32 D = 16: 1.63–1.72 ns per point-layer against 1.79–1.92 with 4, 1.84–1.95
+        // with 5, 1.71–1.76 with 8, 2.4–2.5 with 2; f32 D = 8: 1.36–1.42 against 1.44 with 5,
+        // 1.63 with 8; f64 flat within noise from 4 to 8; Zen 4 2026-12-03: 4 within 3 %).
         if D <= 4 {
-            self.inv_drive_m::<8>(x, z, out, log_prob, &flush)
+            self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else if fuse_sweeps::<D>() {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
         } else {
