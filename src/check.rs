@@ -1624,7 +1624,10 @@ fn cmp_val<T: Real>(what: &str, n: usize, simd: T, scalar: T, bound: f64) -> Out
 /// error bounds of the module docs propagated through the layers, doubled (each side has its
 /// own rounding; the vector math's ≤ 4 ulp fits in `C`). Points with a non-finite coordinate
 /// must give NaN (inverse) or not disturb the other lanes; the inverse's failure count must
-/// equal the number of points the scalar inverse rejects.
+/// equal the number of points the scalar inverse rejects. Then the same points tiled into a
+/// batch long enough for the kernels' grouped passes (`15·LANES + 5`) must give, point by
+/// point, bit for bit the same results, and each point alone the same inverse (a point's
+/// results do not depend on its position in the batch).
 ///
 /// # Errors
 /// A description of the failure.
@@ -1720,6 +1723,118 @@ where
     if !vacuous && (failed != scalar_failed || failed2 != scalar_failed) {
         return Err(format!(
             "inverse_batch failed count {failed} / log_prob_batch {failed2} ≠ scalar failures {scalar_failed}"
+        ));
+    }
+    let small = BatchOut {
+        x,
+        x2,
+        ld,
+        lpn,
+        zi,
+        ldi,
+        lp,
+    };
+    position_independent(f, pts, &small)
+}
+
+/// The five batched kernels' outputs for one batch.
+struct BatchOut<T: Real, const D: usize> {
+    x: std::vec::Vec<[T; D]>,
+    x2: std::vec::Vec<[T; D]>,
+    ld: std::vec::Vec<T>,
+    lpn: std::vec::Vec<T>,
+    zi: std::vec::Vec<[T; D]>,
+    ldi: std::vec::Vec<T>,
+    lp: std::vec::Vec<T>,
+}
+
+/// Equal bit for bit but for NaN payloads (both NaN counts as equal).
+fn same_bits<T: Real>(a: T, b: T) -> bool {
+    (a.is_nan() && b.is_nan()) || (a == b && a.is_sign_negative() == b.is_sign_negative())
+}
+
+/// A point's batched results do not depend on where it stands in the batch: the points tiled
+/// into a batch of `15·LANES + 5` (two passes of the largest number of interleaved chunks, 6,
+/// then whole chunks and a partial one: the grouped passes of every shape and the tail) must
+/// give, point by point, bit for bit the results of the original batch (at most 39 points,
+/// mostly the tail's one-chunk path), and each point alone (`inverse_batch` of one point) the
+/// same inverse; the inverse's failure count must be the sum of the single points' counts.
+/// No operation of the kernels mixes lanes, chunks or groups, so any difference is a bug.
+fn position_independent<T, const D: usize, const K: usize, A>(
+    f: &Flow<T, D, K, A>,
+    pts: &[[T; D]],
+    small: &BatchOut<T, D>,
+) -> Outcome
+where
+    T: crate::simd::SimdReal,
+    A: CheckActivation<T> + crate::simd::LaneSolve<T>,
+{
+    let n = pts.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let w = <T::Simd as Lane>::LANES;
+    let nb = 15 * w + 5;
+    let big: std::vec::Vec<[T; D]> = (0..nb).map(|q| pts[q % n]).collect();
+    let mut b = BatchOut {
+        x: std::vec![[T::ZERO; D]; nb],
+        x2: std::vec![[T::ZERO; D]; nb],
+        ld: std::vec![T::ZERO; nb],
+        lpn: std::vec![T::ZERO; nb],
+        zi: std::vec![[T::ZERO; D]; nb],
+        ldi: std::vec![T::ZERO; nb],
+        lp: std::vec![T::ZERO; nb],
+    };
+    let err = |e: FlowError| format!("tiled batch: {e:?}");
+    f.forward_batch(&big, &mut b.x).map_err(err)?;
+    f.forward_log_det_batch(&big, &mut b.x2, &mut b.ld)
+        .map_err(err)?;
+    f.log_prob_normalizing_batch(&big, &mut b.lpn)
+        .map_err(err)?;
+    let failed = f.inverse_batch(&big, &mut b.zi, &mut b.ldi).map_err(err)?;
+    let failed2 = f.log_prob_batch(&big, &mut b.lp).map_err(err)?;
+    // Each point alone.
+    let mut single = std::vec![0usize; n];
+    for (j, p) in pts.iter().enumerate() {
+        let (mut z1, mut l1) = ([[T::ZERO; D]], [T::ZERO]);
+        single[j] = f.inverse_batch(&[*p], &mut z1, &mut l1).map_err(err)?;
+        let ok =
+            (0..D).all(|i| same_bits(z1[0][i], small.zi[j][i])) && same_bits(l1[0], small.ldi[j]);
+        if !ok {
+            return Err(format!(
+                "inverse_batch of point {j} {p:?} alone gave {:?}, {:?}; in the batch {:?}, {:?}; flow {f:?}",
+                z1[0], l1[0], small.zi[j], small.ldi[j]
+            ));
+        }
+    }
+    for q in 0..nb {
+        let j = q % n;
+        let pair = |what: &str, a: &[T], c: &[T]| -> Outcome {
+            if a.iter().zip(c).all(|(&u, &v)| same_bits(u, v)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what}: point {j} {:?} at position {q} of a tiled batch of {nb} gave {a:?}, at position {j} of the batch of {n} {c:?}; flow {f:?}",
+                    pts[j]
+                ))
+            }
+        };
+        pair("forward_batch", &b.x[q], &small.x[j])?;
+        pair("forward_log_det_batch (points)", &b.x2[q], &small.x2[j])?;
+        pair(
+            "forward_log_det_batch (log-det)",
+            &[b.ld[q]],
+            &[small.ld[j]],
+        )?;
+        pair("log_prob_normalizing_batch", &[b.lpn[q]], &[small.lpn[j]])?;
+        pair("inverse_batch (points)", &b.zi[q], &small.zi[j])?;
+        pair("inverse_batch (log-det)", &[b.ldi[q]], &[small.ldi[j]])?;
+        pair("log_prob_batch", &[b.lp[q]], &[small.lp[j]])?;
+    }
+    let want: usize = (0..nb).map(|q| single[q % n]).sum();
+    if failed != want || failed2 != want {
+        return Err(format!(
+            "tiled batch of {nb}: inverse_batch failed count {failed} / log_prob_batch {failed2} ≠ {want} from the points alone; flow {f:?}"
         ));
     }
     Ok(())
