@@ -596,6 +596,7 @@ macro_rules! by_shape {
                 const $g: usize = 2;
                 $call
             }
+            // (2, 2): `fwd_shape` returns no other shape (`tests::shapes_are_dispatched`).
             _ => {
                 const $m: usize = 2;
                 const $g: usize = 2;
@@ -603,6 +604,32 @@ macro_rules! by_shape {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fwd_shape;
+
+    /// Every shape `fwd_shape` returns has its own arm in `by_shape` (the last arm takes
+    /// (2, 2) and anything else), and `G` divides `M`.
+    #[test]
+    fn shapes_are_dispatched() {
+        macro_rules! each_d {
+            ($($d:literal),*) => {
+                for bits in [32, 64] {
+                    $(
+                        let (m, g) = fwd_shape::<$d>(bits);
+                        assert!(
+                            [(6, 6), (6, 3), (4, 4), (4, 2), (2, 2)].contains(&(m, g)),
+                            "D = {}, {bits} bits: ({m}, {g})", $d
+                        );
+                        assert!(m.is_multiple_of(g));
+                    )*
+                }
+            };
+        }
+        each_d!(1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 32, 64);
+    }
 }
 
 /// What the forward driver writes.
@@ -677,6 +704,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         z: &mut [[L; D]; M],
         flush: &[bool; K],
     ) -> [L; M] {
+        const { assert!(G > 0 && M.is_multiple_of(G), "G must divide M") };
         let one = L::splat(T::ONE);
         let mut ld = [L::splat(T::ZERO); M];
         let layers = self.layers();
