@@ -276,6 +276,76 @@ fn math_tanh_det() {
     assert!(t[4] == 0.0 && t[4].is_sign_negative());
 }
 
+/// The rough `(expm1(−2|x|), 4·exp(−2|x|))` of the inverse's first step: relative error
+/// ≤ 1e−4 (f32) / 1e−6 (f64) against libm in f64 over the reduction's range (`|x| ≤ 43.5` /
+/// `354`), `e = −1` exactly and `4E` at most `4e^{−87}` / `4e^{−708}` beyond it, NaN ↦ NaN.
+#[test]
+fn math_expm1_exp4_rough() {
+    let (mut r32, mut r64): (f64, f64) = (0.0, 0.0);
+    let rel = |got: f64, want: f64| ((got - want) / want).abs();
+    for (a, b) in [(-43.5, 43.5), (-1.0, 1.0), (-1e-4, 1e-4)] {
+        let n = 1 << 18;
+        let mut i = 0;
+        while i < n {
+            let x = f32x16::from_fn(|j| (a + (b - a) * ((i + j) as f64 / n as f64)) as f32);
+            let (e, e4) = math::expm1_exp4_m2abs_rough(x);
+            for j in 0..16 {
+                let m2 = -2.0 * (x.lane(j) as f64).abs();
+                if m2 != 0.0 {
+                    r32 = r32.max(rel(e.lane(j) as f64, libm::expm1(m2)));
+                }
+                r32 = r32.max(rel(e4.lane(j) as f64, 4.0 * libm::exp(m2)));
+            }
+            let x = f64x8::from_fn(|j| a * 8.0 + (b - a) * 8.0 * ((i + j) as f64 / n as f64));
+            let (e, e4) = math::expm1_exp4_m2abs_rough(x);
+            for j in 0..8 {
+                let m2 = -2.0 * x.lane(j).abs();
+                if m2 != 0.0 {
+                    r64 = r64.max(rel(e.lane(j), libm::expm1(m2)));
+                }
+                r64 = r64.max(rel(e4.lane(j), 4.0 * libm::exp(m2)));
+            }
+            i += 16;
+        }
+    }
+    println!("expm1_exp4_m2abs_rough: relative error f32 {r32:.3e}, f64 {r64:.3e}");
+    assert!(r32 <= 1e-4 && r64 <= 1e-6, "{r32} {r64}");
+    let (e, e4) = math::expm1_exp4_m2abs_rough(f32x8::from([
+        f32::NAN,
+        f32::INFINITY,
+        -f32::INFINITY,
+        0.0,
+        50.0,
+        -1e30,
+        1.0,
+        -1.0,
+    ]));
+    let (e, e4) = (e.to_array(), e4.to_array());
+    assert!(e[0].is_nan() && e4[0].is_nan());
+    for j in [1, 2, 4, 5] {
+        assert!(
+            e[j] == -1.0 && e4[j] > 0.0 && e4[j] <= 4.0 * 1.7e-38,
+            "{} {}",
+            e[j],
+            e4[j]
+        );
+    }
+    assert_eq!((e[3], e4[3]), (0.0, 4.0));
+    assert_eq!((e[6], e4[6]), (e[7], e4[7]));
+    let (e, e4) = math::expm1_exp4_m2abs_rough(f64x4::from([f64::NAN, f64::INFINITY, 400.0, 0.0]));
+    let (e, e4) = (e.to_array(), e4.to_array());
+    assert!(e[0].is_nan() && e4[0].is_nan());
+    for j in [1, 2] {
+        assert!(
+            e[j] == -1.0 && e4[j] > 0.0 && e4[j] <= 4.0 * 3.4e-308,
+            "{} {}",
+            e[j],
+            e4[j]
+        );
+    }
+    assert_eq!((e[3], e4[3]), (0.0, 4.0));
+}
+
 #[test]
 fn math_tanh_sech2() {
     let mut wt32: f64 = 0.0;
@@ -1104,6 +1174,7 @@ fn group_lanes_match_their_vectors_bit_for_bit() {
         let (t, n, d) = math::tanh_det(g, Group::splat(cp));
         let (th, s2) = math::tanh_sech2(g);
         let (e, e4) = math::expm1_exp4_m2abs(g);
+        let (er, e4r) = math::expm1_exp4_m2abs_rough(g);
         let lg = math::ln(g.vabs());
         let em = math::exp_m1(g);
         for m in 0..3 {
@@ -1111,6 +1182,7 @@ fn group_lanes_match_their_vectors_bit_for_bit() {
             let (t1, n1, d1) = math::tanh_det(v, f32x8::splat(cp));
             let (th1, s21) = math::tanh_sech2(v);
             let (e1, e41) = math::expm1_exp4_m2abs(v);
+            let (er1, e4r1) = math::expm1_exp4_m2abs_rough(v);
             let want = [
                 t1,
                 n1,
@@ -1121,8 +1193,10 @@ fn group_lanes_match_their_vectors_bit_for_bit() {
                 e41,
                 math::ln(v.vabs()),
                 math::exp_m1(v),
+                er1,
+                e4r1,
             ];
-            let got = [t, n, d, th, s2, e, e4, lg, em].map(|x| x.0[m]);
+            let got = [t, n, d, th, s2, e, e4, lg, em, er, e4r].map(|x| x.0[m]);
             for (w, gt) in want.iter().zip(&got) {
                 for j in 0..8 {
                     assert_eq!(

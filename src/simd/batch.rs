@@ -124,71 +124,81 @@ impl<T: Real> LaneSolve<T> for Tanh {
         let qtol = L::splat(T::HALF * T::EPS / (T::from_f64(0.385) * (T::ONE + r)));
         let inv = L::splat(T::ONE / cp1);
         let mut a: [L; M] = core::array::from_fn(|m| y[m] * inv);
+        // One iteration at α: (δ, −e·sgn α, 2 + e, 4E). With d = 2 + e, h = ed/d
+        // (ed = −e·sgn α), h′ = 4E/d² and n = e² + (1 + c)·4E: F = α + c·h − y = Fd/d with
+        // Fd = (α − y)·d + c·ed, F′ = 1 + c·h′ = n/d² (both terms of n non-negative: no
+        // cancellation as c → −1). Newton: δ = F/F′ = Fd·d/n; Halley:
+        // δ = F·F′/(F′² + F·c·h·h′) = Fd·n·d/(n² + Fd·c·ed·4E). One division per iteration.
+        let step = |a: L, y: L, (e, ex4): (L, L)| {
+            let d = e + two;
+            let ed = (-e).vcopysign(a);
+            let n = e.madd(e, ex4 * cp1v);
+            let fd = (a - y).madd(d, cv * ed);
+            let st = if halley {
+                (fd * n * d) / (fd * (cv * ed)).madd(ex4, n * n)
+            } else {
+                (fd * d) / n
+            };
+            [a, st, ed, d, ex4]
+        };
+        // Whether the next iterate α − δ is exact to rounding (see above).
+        let small = |a: L, st: L| {
+            let aa = a.vabs();
+            let sa = st.vabs();
+            let conv = if halley {
+                (sa * sa * sa).le(ctol * aa.vmin(one))
+            } else {
+                (sa * sa).le(qtol * aa.vmin(one))
+            };
+            sa.le(tol * aa).or(conv)
+        };
+        // The first iteration is not tested (one step from the start rarely suffices for a
+        // whole group of chunks), so it takes `e` and `4E` to a relative 3e−5 (f32) / 1e−6
+        // (f64) only ([`crate::simd::math::expm1_exp4_m2abs_rough`]): its error is corrected
+        // and the result certified by the accurate iterations that follow, and it stays far
+        // below the test's threshold on the next step (|δ| ≲ 4e−4·√min(|α|, 1) / 5e−6).
+        for m in 0..M {
+            let r = crate::simd::math::expm1_exp4_m2abs_rough(a[m]);
+            a[m] -= step(a[m], y[m], r)[1];
+        }
         // Per lane, once converged: [α, δ, −e·sgn α, 2 + e, 4E] (e = expm1(−2|α|), E = e^{−2|α|})
         // of the first iteration (from the second on) whose step passes the test, so a lane's
         // result does not depend on how long its neighbours take; h(α) = (−e·sgn α)/(2 + e)
-        // and h′(α) = 4E/(2 + e)² are formed once, after the loop.
+        // and h′(α) = 4E/(2 + e)² are formed once, after the loop. The second iteration
+        // records every lane (none has finished before; one not finished now is overwritten
+        // when it does, or solved again by the bracketed fallback), so no selects.
         let mut out = [[one; 5]; M];
         let mut done = [one.lt(one); M];
+        let mut all = true;
+        for m in 0..M {
+            let r = crate::simd::math::expm1_exp4_m2abs(a[m]);
+            out[m] = step(a[m], y[m], r);
+            done[m] = small(a[m], out[m][1]);
+            all &= done[m].all();
+            a[m] -= out[m][1];
+        }
         let fast = if T::BITS == 32 {
             FAST_ITERS.0
         } else {
             FAST_ITERS.1
         };
-        for it in 0..fast {
-            let mut all = true;
+        let mut it = 2;
+        while !all && it < fast {
+            all = true;
             for m in 0..M {
-                // With d = 2 + e, h = ed/d (ed = −e·sgn α), h′ = 4E/d² and n = e² + (1 + c)·4E:
-                // F = α + c·h − y = Fd/d with Fd = (α − y)·d + c·ed, F′ = 1 + c·h′ = n/d²
-                // (both terms of n non-negative: no cancellation as c → −1). Newton:
-                // δ = F/F′ = Fd·d/n; Halley: δ = F·F′/(F′² + F·c·h·h′) = Fd·n·d/(n² + Fd·c·ed·4E).
-                // One division per iteration (two with h and h′ formed first).
-                let (e, ex4) = crate::simd::math::expm1_exp4_m2abs(a[m]);
-                let d = e + two;
-                let ed = (-e).vcopysign(a[m]);
-                let n = e.madd(e, ex4 * cp1v);
-                let fd = (a[m] - y[m]).madd(d, cv * ed);
-                let step = if halley {
-                    (fd * n * d) / (fd * (cv * ed)).madd(ex4, n * n)
-                } else {
-                    (fd * d) / n
-                };
-                // Convergence is tested from the second iteration on (one step from the
-                // start rarely suffices for a whole group of chunks).
-                if it > 0 {
-                    let aa = a[m].vabs();
-                    let sa = step.vabs();
-                    let conv = if halley {
-                        (sa * sa * sa).le(ctol * aa.vmin(one))
-                    } else {
-                        (sa * sa).le(qtol * aa.vmin(one))
-                    };
-                    let small = sa.le(tol * aa).or(conv);
-                    let o = &mut out[m];
-                    if it == 1 {
-                        // The first test: every lane records (no lane has finished before; a
-                        // lane not finished now is overwritten when it does, or solved again
-                        // by the bracketed fallback), so no selects.
-                        *o = [a[m], step, ed, d, ex4];
-                        done[m] = small;
-                    } else {
-                        let fin = small.and(done[m].not());
-                        *o = [
-                            fin.select(a[m], o[0]),
-                            fin.select(step, o[1]),
-                            fin.select(ed, o[2]),
-                            fin.select(d, o[3]),
-                            fin.select(ex4, o[4]),
-                        ];
-                        done[m] = done[m].or(small);
-                    }
-                    all &= done[m].all();
+                let r = crate::simd::math::expm1_exp4_m2abs(a[m]);
+                let s = step(a[m], y[m], r);
+                let ok = small(a[m], s[1]);
+                let fin = ok.and(done[m].not());
+                let o = &mut out[m];
+                for (o, s) in o.iter_mut().zip(s) {
+                    *o = fin.select(s, *o);
                 }
-                a[m] -= step;
+                done[m] = done[m].or(ok);
+                all &= done[m].all();
+                a[m] -= s[1];
             }
-            if it > 0 && all {
-                break;
-            }
+            it += 1;
         }
         // h(α − δ) = h − h′δ + h″δ²/2 and h′(α − δ) = h′ − h″δ + h‴δ²/2 with h″ = −2hh′,
         // h‴ = 2h′(2h² − h′): error O(δ³), within rounding by the test above.
@@ -1078,7 +1088,13 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
                 bad[m] = bad[m].or(y[m].finite_mask().not());
                 y[m] = bad[m].select(zero, y[m]);
             }
-            let r = layer.activation().solve_lanes(y, layer.w_dot_u_hat(), cp1);
+            let [g] = layer.activation().solve_lanes::<Group<L, M>, 1>(
+                [Group(y)],
+                layer.w_dot_u_hat(),
+                cp1,
+            );
+            let r: [[L; 4]; M] =
+                core::array::from_fn(|m| [g[0].0[m], g[1].0[m], g[2].0[m], g[3].0[m]]);
             let mut h = [zero; M];
             for m in 0..M {
                 let [alpha, hm, dh, om] = r[m];

@@ -228,6 +228,56 @@ pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
     )
 }
 
+/// Degree 2 (least-squares fit of the error in `eʳ`, Lawson-weighted toward minimax) for
+/// `(eʳ − 1 − r)/r²` on `|r| ≤ ½ ln 2 + 0.001`: error at most 5.6e−6 in `eʳ`, 2.6e−5 relative
+/// in `eʳ − 1`. For [`expm1_exp4_m2abs_rough`] (f32).
+const EXPM1_Q32_ROUGH: [f64; 3] = [
+    0.499_989_390_532_369_07,
+    0.167_543_898_890_281_76,
+    0.041_922_638_573_893_37,
+];
+/// Degree 3, as [`EXPM1_Q32_ROUGH`]: error at most 9.7e−8 in `eʳ`, 6.9e−7 relative in
+/// `eʳ − 1`. For [`expm1_exp4_m2abs_rough`] (f64).
+const EXPM1_Q64_ROUGH: [f64; 4] = [
+    0.499_991_371_204_684_4,
+    0.166_664_548_171_274_82,
+    0.041_899_617_298_672_66,
+    0.008_374_879_399_228_54,
+];
+
+/// [`expm1_exp4_m2abs`] to a lower accuracy, for the first step of the lane-wise inverse,
+/// whose result the later, accurate iterations correct and certify: `e` and `4E` to a relative
+/// error of about `3e−5` (f32) / `1e−6` (f64) (the test in `tests/batch.rs` bounds them by
+/// `1e−4` / `1e−6`). Cheaper: a degree 2 / 3 polynomial (against 4 / 9), one `ln 2`
+/// constant in the reduction, and `−2|x|` clamped at the reduction's floor by one `max`
+/// (beyond it `e = −1` all the same and `4E` stays at `4e^{−87}` / `4e^{−708}` instead of
+/// going to 0). NaN ↦ NaN.
+#[inline(always)]
+pub fn expm1_exp4_m2abs_rough<L: SimdLane>(x: L) -> (L, L) {
+    let x = m2abs(x).max_keep_nan(exp_lo());
+    let magic = if is_f32::<L>() {
+        12582912.0 + 127.0
+    } else {
+        6755399441055744.0 + 1023.0
+    };
+    let a = x.madd(k(core::f64::consts::LOG2_E), k(magic));
+    let n = a - k(magic);
+    let r = n.madd(k(-core::f64::consts::LN_2), x);
+    let r2 = r * r;
+    let q = if is_f32::<L>() {
+        estrin(r, r2, &EXPM1_Q32_ROUGH)
+    } else {
+        estrin(r, r2, &EXPM1_Q64_ROUGH)
+    };
+    let p = r2.madd(q, r);
+    let scale = a.pow2_from_magic();
+    let scale4 = scale.mul_pow2_bits(2);
+    (
+        scale.madd(p, scale - L::splat(L::Scalar::ONE)),
+        scale4.madd(p, scale4),
+    )
+}
+
 /// `−2|x|` in two operations (`−|x| + −|x|` compiles to three).
 #[inline(always)]
 fn m2abs<L: SimdLane>(x: L) -> L {
