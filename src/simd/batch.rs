@@ -39,7 +39,9 @@
 //!
 //! **The lane-wise inverse.** Each layer solves `α + wᵀû·h(α) = wᵀx + b` in all lanes at once.
 //! For tanh: plain Newton (f32) or Halley (f64) iterations from `y/(1 + c)`, with no bracket
-//! and no per-lane branches, for at most [`FAST_ITERS`] iterations; from the second one on, a
+//! and no per-lane branches, for at most [`FAST_ITERS`] iterations (the first, untested one on
+//! a cheaper `exp` of relative accuracy 3e−5 / 1e−6, which the next iterations correct and
+//! certify: [`crate::simd::math::expm1_exp4_m2abs_rough`]); from the second one on, a
 //! lane is finished at the first iterate whose step shows the next iterate exact to rounding
 //! (a bound on the quadratic / cubic convergence), so its result does not depend on its
 //! neighbours. Lanes not finished by then (near-singular layers, huge arguments, overshoots)
@@ -84,15 +86,17 @@ impl<T: Real> LaneSolve<T> for Tanh {
     /// 16 for f32, 24 for f64 (lanes typically converge in 2 to 4).
     const LANE_BUDGET: u32 = if T::BITS == 32 { 16 } else { 24 };
 
-    /// Plain Newton's method from `y/(1 + c)`, lane-wise, for at most
-    /// [`FAST_ITERS`] iterations (no bracket, no per-lane bookkeeping), accepted once
-    /// every lane's last Newton step `δ` is so small that the next iterate is exact to rounding:
-    /// `G·δ² ≤ ε·min(|α|, 1)/2` with `G = ½·max|h″|·(1 + |c|/min(1, 1 + c))` bounding
-    /// `|F″/(2F′)|` (quadratic convergence), or `|δ| ≤ 2ε|α|`. It then returns `α − δ` and
-    /// `h, h′` carried to it by first-order Taylor updates (error `O(δ²)`, below rounding by
-    /// the same criterion), so the root costs no extra `tanh`. Chunks with a lane that has not
-    /// converged by then (or went non-finite: Newton can overshoot when `1 + c` is small) are
-    /// solved again by Newton's method in a bracket (see [`LaneSolve::LANE_BUDGET`]).
+    /// Newton's (f32) or Halley's (f64) method from `y/(1 + c)`, lane-wise, for at most
+    /// [`FAST_ITERS`] iterations (no bracket, no per-lane branches). The first iteration runs
+    /// on a cheaper `exp` ([`crate::simd::math::expm1_exp4_m2abs_rough`]) and is not tested;
+    /// from the second on, a lane finishes at the first iterate whose step `δ` shows the next
+    /// iterate exact to rounding: `G·δ² ≤ ε·min(|α|, 1)/2` (Newton) with
+    /// `G = ½·max|h″|·(1 + |c|/min(1, 1 + c))` bounding `|F″/(2F′)|`, `C₃·|δ|³ ≤ ε·min(|α|, 1)/2`
+    /// (Halley, `C₃` below), or `|δ| ≤ 2ε|α|`. It returns `α − δ` with `h, h′` carried there by
+    /// second-order Taylor updates (error below rounding by the same criterion), so the root
+    /// costs no extra `tanh`. Chunks with a lane not finished by then (or gone non-finite:
+    /// the step can overshoot when `1 + c` is small) are solved again, those lanes only, by
+    /// Newton's method in a bracket (see [`LaneSolve::LANE_BUDGET`]).
     fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(
         &self,
         y: [L; M],
@@ -1088,13 +1092,17 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
                 bad[m] = bad[m].or(y[m].finite_mask().not());
                 y[m] = bad[m].select(zero, y[m]);
             }
-            let [g] = layer.activation().solve_lanes::<Group<L, M>, 1>(
-                [Group(y)],
-                layer.w_dot_u_hat(),
-                cp1,
-            );
-            let r: [[L; 4]; M] =
-                core::array::from_fn(|m| [g[0].0[m], g[1].0[m], g[2].0[m], g[3].0[m]]);
+            let c = layer.w_dot_u_hat();
+            // For small D the chunks' solves as one `Group` lane, issued step by step (see
+            // `group`; Zen 4, paired runs, D = 2: chunk by chunk took 1.23× (f32) / 1.08×
+            // (f64) the time). With the fused sweeps (D ≥ 8, 6 chunks) chunk by chunk, where
+            // the group's state spills (the group took 1.02× / 1.11× the time at D = 16).
+            let r: [[L; 4]; M] = if fused {
+                layer.activation().solve_lanes(y, c, cp1)
+            } else {
+                let [g] = layer.activation().solve_lanes([Group(y)], c, cp1);
+                core::array::from_fn(|m| [g[0].0[m], g[1].0[m], g[2].0[m], g[3].0[m]])
+            };
             let mut h = [zero; M];
             for m in 0..M {
                 let [alpha, hm, dh, om] = r[m];
@@ -1208,7 +1216,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else if fuse_sweeps::<D>() {
-            self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
+            self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else {
             self.inv_drive_m::<2>(x, z, out, log_prob, &flush)
         }
