@@ -1639,26 +1639,16 @@ where
     T: crate::simd::SimdReal,
     A: CheckActivation<T> + crate::simd::LaneSolve<T>,
 {
-    let n = pts.len();
-    let mut x = std::vec![[T::ZERO; D]; n];
-    let mut x2 = std::vec![[T::ZERO; D]; n];
-    let mut ld = std::vec![T::ZERO; n];
-    let mut lpn = std::vec![T::ZERO; n];
-    f.forward_batch(pts, &mut x)
-        .map_err(|e| format!("forward_batch: {e:?}"))?;
-    f.forward_log_det_batch(pts, &mut x2, &mut ld)
-        .map_err(|e| format!("forward_log_det_batch: {e:?}"))?;
-    f.log_prob_normalizing_batch(pts, &mut lpn)
-        .map_err(|e| format!("log_prob_normalizing_batch: {e:?}"))?;
-    let mut zi = std::vec![[T::ZERO; D]; n];
-    let mut ldi = std::vec![T::ZERO; n];
-    let mut lp = std::vec![T::ZERO; n];
-    let failed = f
-        .inverse_batch(pts, &mut zi, &mut ldi)
-        .map_err(|e| format!("inverse_batch: {e:?}"))?;
-    let failed2 = f
-        .log_prob_batch(pts, &mut lp)
-        .map_err(|e| format!("log_prob_batch: {e:?}"))?;
+    let (small, failed, failed2) = BatchOut::run(f, pts, "")?;
+    let BatchOut {
+        x,
+        x2,
+        ld,
+        lpn,
+        zi,
+        ldi,
+        lp,
+    } = &small;
     let mut scalar_failed = 0usize;
     let mut vacuous = false;
     for (j, p) in pts.iter().enumerate() {
@@ -1725,15 +1715,6 @@ where
             "inverse_batch failed count {failed} / log_prob_batch {failed2} ≠ scalar failures {scalar_failed}"
         ));
     }
-    let small = BatchOut {
-        x,
-        x2,
-        ld,
-        lpn,
-        zi,
-        ldi,
-        lp,
-    };
     position_independent(f, pts, &small)
 }
 
@@ -1746,6 +1727,41 @@ struct BatchOut<T: Real, const D: usize> {
     zi: std::vec::Vec<[T; D]>,
     ldi: std::vec::Vec<T>,
     lp: std::vec::Vec<T>,
+}
+
+impl<T: crate::simd::SimdReal, const D: usize> BatchOut<T, D> {
+    /// The five batched kernels on `pts`, with the failure counts of `inverse_batch` and
+    /// `log_prob_batch`; errors name the kernel after `what`.
+    fn run<const K: usize, A: crate::simd::LaneSolve<T>>(
+        f: &Flow<T, D, K, A>,
+        pts: &[[T; D]],
+        what: &str,
+    ) -> core::result::Result<(Self, usize, usize), String> {
+        let n = pts.len();
+        let mut b = BatchOut {
+            x: std::vec![[T::ZERO; D]; n],
+            x2: std::vec![[T::ZERO; D]; n],
+            ld: std::vec![T::ZERO; n],
+            lpn: std::vec![T::ZERO; n],
+            zi: std::vec![[T::ZERO; D]; n],
+            ldi: std::vec![T::ZERO; n],
+            lp: std::vec![T::ZERO; n],
+        };
+        let err = |kernel: &'static str| move |e: FlowError| format!("{what}{kernel}: {e:?}");
+        f.forward_batch(pts, &mut b.x)
+            .map_err(err("forward_batch"))?;
+        f.forward_log_det_batch(pts, &mut b.x2, &mut b.ld)
+            .map_err(err("forward_log_det_batch"))?;
+        f.log_prob_normalizing_batch(pts, &mut b.lpn)
+            .map_err(err("log_prob_normalizing_batch"))?;
+        let failed = f
+            .inverse_batch(pts, &mut b.zi, &mut b.ldi)
+            .map_err(err("inverse_batch"))?;
+        let failed2 = f
+            .log_prob_batch(pts, &mut b.lp)
+            .map_err(err("log_prob_batch"))?;
+        Ok((b, failed, failed2))
+    }
 }
 
 /// Equal bit for bit but for NaN payloads (both NaN counts as equal).
@@ -1776,23 +1792,8 @@ where
     let w = <T::Simd as Lane>::LANES;
     let nb = 15 * w + 5;
     let big: std::vec::Vec<[T; D]> = (0..nb).map(|q| pts[q % n]).collect();
-    let mut b = BatchOut {
-        x: std::vec![[T::ZERO; D]; nb],
-        x2: std::vec![[T::ZERO; D]; nb],
-        ld: std::vec![T::ZERO; nb],
-        lpn: std::vec![T::ZERO; nb],
-        zi: std::vec![[T::ZERO; D]; nb],
-        ldi: std::vec![T::ZERO; nb],
-        lp: std::vec![T::ZERO; nb],
-    };
+    let (b, failed, failed2) = BatchOut::run(f, &big, "tiled batch: ")?;
     let err = |e: FlowError| format!("tiled batch: {e:?}");
-    f.forward_batch(&big, &mut b.x).map_err(err)?;
-    f.forward_log_det_batch(&big, &mut b.x2, &mut b.ld)
-        .map_err(err)?;
-    f.log_prob_normalizing_batch(&big, &mut b.lpn)
-        .map_err(err)?;
-    let failed = f.inverse_batch(&big, &mut b.zi, &mut b.ldi).map_err(err)?;
-    let failed2 = f.log_prob_batch(&big, &mut b.lp).map_err(err)?;
     // Each point alone.
     let mut single = std::vec![0usize; n];
     for (j, p) in pts.iter().enumerate() {

@@ -1216,7 +1216,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else if fuse_sweeps::<D>() {
-            self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
+            self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
         } else {
             self.inv_drive_m::<2>(x, z, out, log_prob, &flush)
         }
