@@ -1508,8 +1508,9 @@ pub fn no_panic(data: &[u8]) -> Outcome {
 /// Propagated bounds for one point through the flow, from the scalar reference's intermediate
 /// points: `(bound on the points, bound on the log-det)`. `inverse` selects `g⁻¹` (points
 /// `pts[k] → pts[k+1]` are the inputs/outputs of the layers in the order applied). Infinite
-/// (no bound) where the scalar chain fails, or where an inverse layer's root `α` may reach the
-/// float range within its error bound (`|α| + κ·δs ≥ MAX`).
+/// (no bound) where the scalar chain fails, or where a forward layer's pre-activation `s` or an
+/// inverse layer's root `α` may reach the float range within its error bound
+/// (`|s| + δs ≥ MAX`, `|α| + κ·δs ≥ MAX`).
 fn chain_bounds<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
     f: &Flow<T, D, K, A>,
     z: &[T; D],
@@ -1570,6 +1571,14 @@ fn chain_bounds<T: Real, const D: usize, const K: usize, A: CheckActivation<T>>(
             el += cu * eps * (1.0 + ld) + mul0(mul0(d2, kappa), da);
             e = local_bound(l, &zz, &xx, true) + mul0(lipschitz(l, true), e);
         } else {
+            if s + ds >= T::max_value().v64() {
+                // The pre-activation may reach the float range by round-off alone: one chain
+                // may overflow where the other does not; no bound (a fuzz finding: f32,
+                // 1 + c = 1.2e−38 then 1.8e8, the two sides' roundings of a cancellation,
+                // amplified, put the scalar result at −0.625 and the SIMD one at +∞ through an
+                // overflowing wᵀz + b, against a bound of 2.7e38 on the result).
+                return (f64::INFINITY, f64::INFINITY);
+            }
             if kink && !(s > ds) {
                 el = f64::INFINITY;
             }

@@ -1097,7 +1097,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // `group`; Zen 4, paired runs, D = 2: chunk by chunk took 1.23× (f32) / 1.08×
             // (f64) the time). With the fused sweeps (D ≥ 8, 6 chunks) chunk by chunk, where
             // the group's state spills (the group took 1.02× / 1.11× the time at D = 16).
-            let r: [[L; 4]; M] = if fused {
+            let r: [[L; 4]; M] = if fused || !cfg!(target_feature = "avx512f") {
                 layer.activation().solve_lanes(y, c, cp1)
             } else {
                 let [g] = layer.activation().solve_lanes([Group(y)], c, cp1);
