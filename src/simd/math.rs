@@ -124,6 +124,13 @@ const EXPM1_Q64: [f64; 10] = [
 /// `a.pow2_from_magic() = 2ⁿ`) and `p = eʳ − 1`, `eˣ = 2ⁿ·(1 + p)`.
 #[inline(always)]
 fn exp_reduce<L: SimdLane>(x: L) -> (L, L, L) {
+    exp_reduce_with(x, true, &EXPM1_Q32, &EXPM1_Q64)
+}
+
+/// [`exp_reduce`] with the polynomial for `(eʳ − 1 − r)/r²` given (f32, f64 coefficients), and
+/// `ln 2` split in two constants (`split`) or one (an error of up to `|n|·ulp(ln 2)/2` in `r`).
+#[inline(always)]
+fn exp_reduce_with<L: SimdLane>(x: L, split: bool, q32: &[f64], q64: &[f64]) -> (L, L, L) {
     let (magic, ln2_hi, ln2_lo) = if is_f32::<L>() {
         // 1.5·2^23 + 127; ln 2 split so that n·ln2_hi is exact for |n| < 2^12.
         (12582912.0 + 127.0, 0.693359375, -2.12194440e-4)
@@ -136,13 +143,16 @@ fn exp_reduce<L: SimdLane>(x: L) -> (L, L, L) {
     };
     let a = x.madd(k(core::f64::consts::LOG2_E), k(magic));
     let n = a - k(magic);
-    let r = n.madd(k(-ln2_hi), x);
-    let r = n.madd(k(-ln2_lo), r);
+    let r = if split {
+        n.madd(k(-ln2_lo), n.madd(k(-ln2_hi), x))
+    } else {
+        n.madd(k(-core::f64::consts::LN_2), x)
+    };
     let r2 = r * r;
     let q = if is_f32::<L>() {
-        estrin(r, r2, &EXPM1_Q32)
+        estrin(r, r2, q32)
     } else {
-        estrin(r, r2, &EXPM1_Q64)
+        estrin(r, r2, q64)
     };
     let p = r2.madd(q, r);
     (n, a, p)
@@ -254,22 +264,12 @@ const EXPM1_Q64_ROUGH: [f64; 4] = [
 /// going to 0). NaN ↦ NaN.
 #[inline(always)]
 pub fn expm1_exp4_m2abs_rough<L: SimdLane>(x: L) -> (L, L) {
-    let x = m2abs(x).max_keep_nan(exp_lo());
-    let magic = if is_f32::<L>() {
-        12582912.0 + 127.0
-    } else {
-        6755399441055744.0 + 1023.0
-    };
-    let a = x.madd(k(core::f64::consts::LOG2_E), k(magic));
-    let n = a - k(magic);
-    let r = n.madd(k(-core::f64::consts::LN_2), x);
-    let r2 = r * r;
-    let q = if is_f32::<L>() {
-        estrin(r, r2, &EXPM1_Q32_ROUGH)
-    } else {
-        estrin(r, r2, &EXPM1_Q64_ROUGH)
-    };
-    let p = r2.madd(q, r);
+    let (_, a, p) = exp_reduce_with(
+        m2abs(x).max_keep_nan(exp_lo()),
+        false,
+        &EXPM1_Q32_ROUGH,
+        &EXPM1_Q64_ROUGH,
+    );
     let scale = a.pow2_from_magic();
     let scale4 = scale.mul_pow2_bits(2);
     (
