@@ -128,7 +128,7 @@ impl<T: Real> LaneSolve<T> for Tanh {
         let qtol = L::splat(T::HALF * T::EPS / (T::from_f64(0.385) * (T::ONE + r)));
         let inv = L::splat(T::ONE / cp1);
         let mut a: [L; M] = core::array::from_fn(|m| y[m] * inv);
-        // One iteration at α: (δ, −e·sgn α, 2 + e, 4E). With d = 2 + e, h = ed/d
+        // One iteration at α: [α, δ, −e·sgn α, 2 + e, 4E]. With d = 2 + e, h = ed/d
         // (ed = −e·sgn α), h′ = 4E/d² and n = e² + (1 + c)·4E: F = α + c·h − y = Fd/d with
         // Fd = (α − y)·d + c·ed, F′ = 1 + c·h′ = n/d² (both terms of n non-negative: no
         // cancellation as c → −1). Newton: δ = F/F′ = Fd·d/n; Halley:
@@ -1096,7 +1096,9 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // For small D the chunks' solves as one `Group` lane, issued step by step (see
             // `group`; Zen 4, paired runs, D = 2: chunk by chunk took 1.23× (f32) / 1.08×
             // (f64) the time). With the fused sweeps (D ≥ 8, 6 chunks) chunk by chunk, where
-            // the group's state spills (the group took 1.02× / 1.11× the time at D = 16).
+            // the group's state spills (the group took 1.02× / 1.11× the time at D = 16), and
+            // without AVX-512 (16 vector registers: in the default SSE2 build the group took
+            // 1.51× / 1.46× the time).
             let r: [[L; 4]; M] = if fused || !cfg!(target_feature = "avx512f") {
                 layer.activation().solve_lanes(y, c, cp1)
             } else {
