@@ -44,7 +44,7 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn select(self, if_true: Self, if_false: Self) -> Self;
     /// Mask and.
     fn and(self, other: Self) -> Self;
-    /// Bitwise or (of masks; also sets sign bits: `x.or(−0.0) = −|x|`).
+    /// Mask or.
     fn or(self, other: Self) -> Self;
     /// Mask not.
     fn not(self) -> Self;

@@ -44,9 +44,7 @@ fn is_f32<L: Lane>() -> bool {
 /// Estrin evaluation of `c[0] + c[1]·r + … + c[n−1]·r^(n−1)` given `r2 = r²`: pairs
 /// `c[2i] + c[2i+1]·r` (independent), combined with powers `r², r⁴, …`: the same number of
 /// multiply-adds as Horner but a dependency chain of about `log₂ n` of them instead of `n − 1`
-/// (the `exp` polynomial sits on the critical path of every layer). Three terms left at a
-/// level are folded by Horner in that level's power (`t₀ + p·(t₁ + p·t₂)`: as deep as the
-/// pair-and-fold, without the next power, one multiply fewer: f32 degree 4 needs `r²` only).
+/// (the `exp` polynomial sits on the critical path of every layer).
 #[inline(always)]
 fn estrin<L: Lane>(r: L, r2: L, c: &[f64]) -> L {
     // Up to 10 coefficients: level 1 pairs, then fold with r², r⁴, r⁸.
@@ -65,11 +63,6 @@ fn estrin<L: Lane>(r: L, r2: L, c: &[f64]) -> L {
     }
     let mut pw = r2;
     while m > 1 {
-        if m == 3 {
-            // Three terms: Horner in `pw`, two multiply-adds of the same depth as Estrin's
-            // pair and fold, without the square `pw²` (one multiply fewer).
-            return t[2].madd(pw, t[1]).madd(pw, t[0]);
-        }
         let mut j = 0;
         let mut o = 0;
         while j < m {
@@ -285,13 +278,10 @@ pub fn expm1_exp4_m2abs_rough<L: SimdLane>(x: L) -> (L, L) {
     )
 }
 
-/// `−2|x|` as `t + t` with `t = −|x|` (the sign bit set by one `or`): an addition and a logic
-/// operation, neither on the multiply pipes (Zen 4 issues multiplies and FMAs to two pipes,
-/// additions and logic to two others); exact, as `|x|·(−2)` is.
+/// `−2|x|` in two operations (`−|x| + −|x|` compiles to three).
 #[inline(always)]
 fn m2abs<L: SimdLane>(x: L) -> L {
-    let t = x.or(k(-0.0));
-    t + t
+    x.vabs() * k(-2.0)
 }
 
 /// `(eˣ − 1, 2ⁿ, p)` with `eˣ = 2ⁿ·(1 + p)`, for `x` in the reduction's normal range
