@@ -91,7 +91,7 @@ fmt = lambda xs, f: " / ".join(f.format(x) for x in xs)
 print(f"# forward+log-det, K=32, N=65536, {threads} thread(s), crate build: {build}; ns per point-layer (medians)")
 if rounds > 1:
     print(f"# {rounds} rounds (crate, then peers, in each): peer ns | crate ns | ratio per round | median ratio")
-if rounds == 1:
+else:
     print(f"{'dtype':6} {'D':>3} {'peer':18} {'peer ns':>9} {'crate ns':>9} {'peer/crate':>10}")
 # The f32 targets (forward+log-det, one thread): >= 3x jax-jit, >= 50x normflows.
 target = {("f32", "jax-jit"): 3.0, ("f32", "torch-normflows"): 50.0}
