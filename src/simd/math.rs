@@ -44,9 +44,12 @@ fn is_f32<L: Lane>() -> bool {
 /// Estrin evaluation of `c[0] + c[1]·r + … + c[n−1]·r^(n−1)` given `r2 = r²`: pairs
 /// `c[2i] + c[2i+1]·r` (independent), combined with powers `r², r⁴, …`: the same number of
 /// multiply-adds as Horner but a dependency chain of about `log₂ n` of them instead of `n − 1`
-/// (the `exp` polynomial sits on the critical path of every layer).
+/// (the `exp` polynomial sits on the critical path of every layer). With `fold3`, a last level
+/// of three terms is folded by Horner in that level's power, `t₀ + pw·(t₁ + pw·t₂)`: as deep
+/// as the pair-and-fold and one multiplication fewer (no `r⁴` in f32, no `r⁸` in f64), with a
+/// slightly different rounding ([`tanh_det`] only).
 #[inline(always)]
-fn estrin<L: Lane>(r: L, r2: L, c: &[f64]) -> L {
+fn estrin_with<L: Lane>(r: L, r2: L, c: &[f64], fold3: bool) -> L {
     // Up to 10 coefficients: level 1 pairs, then fold with r², r⁴, r⁸.
     let n = c.len();
     let mut t = [L::splat(L::Scalar::from_f64(0.0)); 5];
@@ -63,6 +66,9 @@ fn estrin<L: Lane>(r: L, r2: L, c: &[f64]) -> L {
     }
     let mut pw = r2;
     while m > 1 {
+        if fold3 && m == 3 {
+            return t[2].madd(pw, t[1]).madd(pw, t[0]);
+        }
         let mut j = 0;
         let mut o = 0;
         while j < m {
@@ -124,13 +130,19 @@ const EXPM1_Q64: [f64; 10] = [
 /// `a.pow2_from_magic() = 2ⁿ`) and `p = eʳ − 1`, `eˣ = 2ⁿ·(1 + p)`.
 #[inline(always)]
 fn exp_reduce<L: SimdLane>(x: L) -> (L, L, L) {
-    exp_reduce_with(x, true, &EXPM1_Q32, &EXPM1_Q64)
+    exp_reduce_with(x, true, false, &EXPM1_Q32, &EXPM1_Q64)
 }
 
 /// [`exp_reduce`] with the polynomial for `(eʳ − 1 − r)/r²` given (f32, f64 coefficients), and
 /// `ln 2` split in two constants (`split`) or one (an error of up to `|n|·ulp(ln 2)/2` in `r`).
 #[inline(always)]
-fn exp_reduce_with<L: SimdLane>(x: L, split: bool, q32: &[f64], q64: &[f64]) -> (L, L, L) {
+fn exp_reduce_with<L: SimdLane>(
+    x: L,
+    split: bool,
+    fold3: bool,
+    q32: &[f64],
+    q64: &[f64],
+) -> (L, L, L) {
     let (magic, ln2_hi, ln2_lo) = if is_f32::<L>() {
         // 1.5·2^23 + 127; ln 2 split so that n·ln2_hi is exact for |n| < 2^12.
         (12582912.0 + 127.0, 0.693359375, -2.12194440e-4)
@@ -149,11 +161,7 @@ fn exp_reduce_with<L: SimdLane>(x: L, split: bool, q32: &[f64], q64: &[f64]) -> 
         n.madd(k(-core::f64::consts::LN_2), x)
     };
     let r2 = r * r;
-    let q = if is_f32::<L>() {
-        estrin(r, r2, q32)
-    } else {
-        estrin(r, r2, q64)
-    };
+    let q = estrin_with(r, r2, if is_f32::<L>() { q32 } else { q64 }, fold3);
     let p = r2.madd(q, r);
     (n, a, p)
 }
@@ -227,7 +235,7 @@ pub fn tanh_sech2_rcp<L: SimdLane>(x: L) -> (L, L) {
 #[inline(always)]
 pub fn expm1_exp4_m2abs<L: SimdLane>(x: L) -> (L, L) {
     let m2x = m2abs(x);
-    let (e, scale, p) = expm1_parts(m2x);
+    let (e, scale, p) = expm1_parts(m2x, false);
     // 4·2ⁿ by an integer add to the exponent field of 2ⁿ, for 4E without a multiply.
     let scale4 = scale.mul_pow2_bits(2);
     let ex4 = scale4.madd(p, scale4);
@@ -267,6 +275,7 @@ pub fn expm1_exp4_m2abs_rough<L: SimdLane>(x: L) -> (L, L) {
     let (_, a, p) = exp_reduce_with(
         m2abs(x).max_keep_nan(exp_lo()),
         false,
+        false,
         &EXPM1_Q32_ROUGH,
         &EXPM1_Q64_ROUGH,
     );
@@ -287,8 +296,8 @@ fn m2abs<L: SimdLane>(x: L) -> L {
 /// `(eˣ − 1, 2ⁿ, p)` with `eˣ = 2ⁿ·(1 + p)`, for `x` in the reduction's normal range
 /// (`x ≥ −87` / `−708`, `x ≤ 0` here).
 #[inline(always)]
-fn expm1_parts<L: SimdLane>(x: L) -> (L, L, L) {
-    let (_, a, p) = exp_reduce(x);
+fn expm1_parts<L: SimdLane>(x: L, fold3: bool) -> (L, L, L) {
+    let (_, a, p) = exp_reduce_with(x, true, fold3, &EXPM1_Q32, &EXPM1_Q64);
     let scale = a.pow2_from_magic();
     (scale.madd(p, scale - L::splat(L::Scalar::ONE)), scale, p)
 }
@@ -302,13 +311,18 @@ fn expm1_parts<L: SimdLane>(x: L) -> (L, L, L) {
 /// reduction's lower limit (`−87` / `−708`; one operation, where [`expm1_exp4_m2abs`] flushes
 /// by a compare and two selects): beyond it `e = −1` all the same and `E` stays at `e^{−87}` /
 /// `e^{−708}`, below the rounding of `n = 1 + cp1·4E` for `cp1 ≤ 2^60` / `2^500`.
-/// One division; the factor's relative error is a few ulps (`e` and `E` ≤ 2 ulp, the
-/// rounding of `d` counted twice through `d²`), checked against the scalar reference by
+/// The `exp` polynomial's last Estrin level folds its three terms by Horner in `r²` (f32) /
+/// `r⁴` (f64), which saves the power `r⁴` / `r⁸`: one multiplication of the 22 per layer and
+/// chunk of the f32 forward kernels (this changes the rounding of `e` and `E` against
+/// [`exp_m1`] and [`tanh_sech2`], which keep the plain Estrin form; the training kernels use
+/// those, so their trajectories do not depend on this choice). One division; the factor's
+/// relative error is a few ulps (`e` and `E` ≤ 2 ulp, the rounding of `d` counted twice
+/// through `d²`), checked against the scalar reference by
 /// `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
 /// `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
-    let (e, scale, p) = expm1_parts(m2abs(x).max_keep_nan(exp_lo()));
+    let (e, scale, p) = expm1_parts(m2abs(x).max_keep_nan(exp_lo()), true);
     let c = scale * (cp1 * k(4.0));
     let n = e.madd(e, c.madd(p, c));
     let d = k::<L>(-2.0) - e;
