@@ -36,7 +36,7 @@
 //! `log_prob` check their input and return [`FlowError::NonFiniteInput`]. Nothing panics on
 //! any input.
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "std")]
 extern crate std;

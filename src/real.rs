@@ -72,8 +72,9 @@ pub trait Lane:
     /// `(tanh x, n, d)` with `n/d² = tanh² x + cp1·sech² x`, the determinant factor of a tanh
     /// planar layer (`cp1 = 1 + wᵀû`), as a quotient so that the batched kernels can multiply
     /// numerators and denominators over many layers and divide once (see
-    /// [`crate::simd::math::tanh_det`], the `wide` lanes' override: one division per layer
-    /// instead of the division and four multiplications of `tanh² + cp1·sech²`). This provided
+    /// [`crate::simd::math::tanh_det`], the `wide` lanes' override: one quotient per layer,
+    /// for `tanh`, instead of that and the division and four multiplications of
+    /// `tanh² + cp1·sech²`). This provided
     /// default returns `d = 1` and `n = tanh² + cp1·sech²` from [`Lane::tanh_sech2`].
     /// Both terms are non-negative for `cp1 ≥ 0`: nothing cancels.
     #[inline(always)]

@@ -180,6 +180,95 @@ fn math_ln() {
     assert!(s[0] == f64::NEG_INFINITY && s[1].is_nan() && s[2] == f64::INFINITY && s[3].is_nan());
 }
 
+/// `SimdLane::quot_small` (the forward kernels' `tanh = e/(2 + e)`) against the exact quotient
+/// (formed in f64) for `|d| ∈ [1, 2]` and numerators of any magnitude up to `|d|`: ≤ 0.57 ulp
+/// for normal results (the last rounding, 0.5, and the estimate's relative `δ² < 2^−28`, at
+/// most 1/16 ulp), ≤ 1.01 ulp
+/// for subnormal ones (`q₀` and the residual each rounded to the subnormal spacing, the
+/// residual's rounding passed on through `|y| ≤ 1`), never above 1 in magnitude where
+/// `|n| ≤ |d|`, exact for ±0 and
+/// ±1·d, and NaN from a NaN in either operand. f64 lanes divide: bit-for-bit `n / d`. Run for
+/// every lane type the kernels use, grouped and not.
+#[test]
+fn quot_small_within_one_ulp() {
+    use flowcore::simd::Group;
+    fn check32<L: SimdLane<Scalar = f32>>() -> (f64, f64) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let (mut worst, mut worst_sub): (f64, f64) = (0.0, 0.0);
+        let n_lanes = L::LANES;
+        for round in 0..20_000 {
+            let scale = [1.0, 1e-3, 1e-20, 1e-38, 1e-41][round % 5];
+            let pairs: ([f32; 96], [f32; 96]) = (
+                core::array::from_fn(|_| {
+                    (crate::support::uniform(&mut rng, -1.0, 1.0) * scale) as f32
+                }),
+                core::array::from_fn(|_| {
+                    let m = crate::support::uniform(&mut rng, 1.0, 2.0) as f32;
+                    if crate::support::uniform(&mut rng, 0.0, 1.0) < 0.5 {
+                        -m
+                    } else {
+                        m
+                    }
+                }),
+            );
+            let (ns, ds) = pairs;
+            let mut i = 0;
+            while i + n_lanes <= ns.len() {
+                let n = L::from_fn(|j| ns[i + j]);
+                let d = L::from_fn(|j| ds[i + j]);
+                let q = n.quot_small(d);
+                for j in 0..n_lanes {
+                    let (nj, dj, qj) = (ns[i + j], ds[i + j], q.lane(j));
+                    let want = nj as f64 / dj as f64;
+                    if (want.abs() as f32) < f32::MIN_POSITIVE {
+                        worst_sub = worst_sub.max(err_ulp32(qj, want));
+                    } else {
+                        worst = worst.max(err_ulp32(qj, want));
+                    }
+                    assert!(qj.abs() <= 1.0, "{nj} / {dj} = {qj}");
+                }
+                i += n_lanes;
+            }
+        }
+        // Exact cases and NaN.
+        let d_vals = [1.0f32, -1.0, 1.5, -2.0, 1.999_999_9, -1.000_000_1];
+        for &dv in &d_vals {
+            let d = L::splat(dv);
+            for (nv, want) in [(0.0, 0.0), (-0.0, 0.0), (dv, 1.0), (-dv, -1.0)] {
+                let q = L::splat(nv).quot_small(d).lane(0);
+                assert_eq!(q, want, "{nv} / {dv}");
+            }
+            assert!(L::splat(f32::NAN).quot_small(d).lane(0).is_nan());
+            assert!(
+                L::splat(0.5)
+                    .quot_small(L::splat(f32::NAN))
+                    .lane(0)
+                    .is_nan()
+            );
+        }
+        (worst, worst_sub)
+    }
+    let w = [
+        check32::<f32x8>(),
+        check32::<f32x16>(),
+        check32::<Group<f32x16, 6>>(),
+        check32::<Group<f32x16, 2>>(),
+        check32::<Group<f32x8, 6>>(),
+    ];
+    println!(
+        "quot_small f32 (normal, subnormal results): {w:?} ulp \
+         (f32x8, f32x16, Group 6, Group 2, f32x8 Group 6)"
+    );
+    assert!(w.iter().all(|&(a, b)| a <= 0.57 && b <= 1.01), "{w:?}");
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
+    for _ in 0..10_000 {
+        let n = crate::support::uniform(&mut rng, -1.0, 1.0);
+        let d = crate::support::uniform(&mut rng, 1.0, 2.0);
+        assert_eq!(f64x4::splat(n).quot_small(f64x4::splat(d)).lane(0), n / d);
+        assert_eq!(f64x8::splat(n).quot_small(f64x8::splat(-d)).lane(3), n / -d);
+    }
+}
+
 /// The split determinant factor `n/d² = tanh² x + cp1·sech² x` of `math::tanh_det`, against
 /// f64 (for f32) and double-double (for f64) references, over dense sweeps and `1 + wᵀû`
 /// from 1e−30 to the kernels' cap (2^60 / 2^500). `n/d²` is formed in double-double from the
@@ -224,6 +313,7 @@ fn math_tanh_det() {
                         let got = nn[j] as f64 / (dd[j] as f64 * dd[j] as f64);
                         w32 = w32.max((got - want).abs() / ulp32(want as f32));
                         wt32 = wt32.max(err_ulp32(t[j], th));
+                        assert!(t[j].abs() <= 1.0, "tanh({x}) = {}", t[j]);
                     }
                     i += 16;
                 }
@@ -274,6 +364,20 @@ fn math_tanh_det() {
     );
     assert_eq!((t[3], nn[3] / (dd[3] * dd[3])), (0.0, 3.0));
     assert!(t[4] == 0.0 && t[4].is_sign_negative());
+    // The same through f32x16 (with AVX-512: the reciprocal estimate of `quot_small`).
+    let sp16: [f32; 16] = core::array::from_fn(|i| SPECIAL[i % 8]);
+    let (t, nn, dd) = math::tanh_det(f32x16::from(sp16), f32x16::splat(3.0));
+    let (t, nn, dd) = (t.to_array(), nn.to_array(), dd.to_array());
+    for base in [0, 8] {
+        assert!(t[base].is_nan() && nn[base].is_nan());
+        let f = |i: usize| nn[base + i] / (dd[base + i] * dd[base + i]);
+        assert_eq!(
+            (t[base + 1], t[base + 2], f(1), f(2)),
+            (1.0, -1.0, 1.0, 1.0)
+        );
+        assert_eq!((t[base + 3], f(3)), (0.0, 3.0));
+        assert!(t[base + 4] == 0.0 && t[base + 4].is_sign_negative());
+    }
 }
 
 /// The rough `(expm1(−2|x|), 4·exp(−2|x|))` of the inverse's first step: relative error

@@ -201,6 +201,10 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
         self.0.iter().all(|v| v.all())
     }
     #[inline(always)]
+    fn quot_small(self, d: Self) -> Self {
+        self.zip(d, L::quot_small)
+    }
+    #[inline(always)]
     fn vsqrt(self) -> Self {
         self.map(L::vsqrt)
     }

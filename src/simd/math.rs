@@ -24,8 +24,10 @@
 //! `dlo = e − (d − 2)` (Sterbenz) repairs it: for f32 `sech² = 4E/(d·(d + 2·dlo))` (second
 //! division, 2.9 ulp), for f64 the first-order factor `1 − 2·dlo/d` (4.0 ulp, one division).
 //! The forward kernels do not need `sech²` itself: they take the determinant factor
-//! `tanh² + cp1·sech²` as the quotient [`tanh_det`] (one division), so the accuracy of
-//! `tanh_sech2` costs them nothing; it costs the f32 inverse and gradient kernels 2–5 %.
+//! `tanh² + cp1·sech²` as the quotient [`tanh_det`] (one quotient `tanh = e/d`, by
+//! [`SimdLane::quot_small`]: a division, or on Intel cores with AVX-512 FP16 a reciprocal
+//! estimate and one correction), so the accuracy of `tanh_sech2` costs them nothing; it costs the
+//! f32 inverse and gradient kernels 2–5 %.
 
 use crate::real::{Lane, Real};
 use crate::simd::lanes::SimdLane;
@@ -315,10 +317,12 @@ fn expm1_parts<L: SimdLane>(x: L, fold3: bool) -> (L, L, L) {
 /// `r⁴` (f64), which saves the power `r⁴` / `r⁸`: one multiplication of the 22 per layer and
 /// chunk of the f32 forward kernels (this changes the rounding of `e` and `E` against
 /// [`exp_m1`] and [`tanh_sech2`], which keep the plain Estrin form; the training kernels use
-/// those, so their trajectories do not depend on this choice). One division; the factor's
+/// those, so their trajectories do not depend on this choice). `tanh|x| = e/d` is
+/// [`SimdLane::quot_small`] (≤ 0.57 ulp: a division, or for f32 on Intel cores with AVX-512
+/// FP16 a `vrcp14ps` estimate and one correction: there the division was 22 % of the f32
+/// D = 2 forward kernel's time and the estimate made it 0.92× as long); the factor's
 /// relative error is a few ulps (`e` and `E` ≤ 2 ulp, the rounding of `d` counted twice
-/// through `d²`), checked against the scalar reference by
-/// `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
+/// through `d²`), checked against the scalar reference by `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
 /// `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
@@ -326,7 +330,7 @@ pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
     let c = scale * (cp1 * k(4.0));
     let n = e.madd(e, c.madd(p, c));
     let d = k::<L>(-2.0) - e;
-    ((e / d).vcopysign(x), n, d)
+    (e.quot_small(d).vcopysign(x), n, d)
 }
 
 /// Natural logarithm, lane-wise, ≤ 1 ulp for f32 and f64 (musl's algorithm, branch-free).
