@@ -73,9 +73,8 @@ pub trait Lane:
     /// planar layer (`cp1 = 1 + wᵀû`), as a quotient so that the batched kernels can multiply
     /// numerators and denominators over many layers and divide once (see
     /// [`crate::simd::math::tanh_det`], the `wide` lanes' override: one quotient per layer,
-    /// for `tanh`, instead of that and the division and four multiplications of
-    /// `tanh² + cp1·sech²`). This provided
-    /// default returns `d = 1` and `n = tanh² + cp1·sech²` from [`Lane::tanh_sech2`].
+    /// `tanh`'s, where `tanh² + cp1·sech²` itself takes a second division and four
+    /// multiplications). This provided default returns `d = 1` and `n = tanh² + cp1·sech²` from [`Lane::tanh_sech2`].
     /// Both terms are non-negative for `cp1 ≥ 0`: nothing cancels.
     #[inline(always)]
     fn tanh_det(self, cp1: Self) -> (Self, Self, Self) {

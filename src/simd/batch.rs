@@ -572,10 +572,10 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   ([`fuse_sweeps`]): 6 for `D = 8` (f32 0.51–0.53 against 0.61 with 3, 0.69 with 4, 0.57
 ///   with 8).
 /// * Xeon host of 2026-12-04 (two 512-bit pipes that execute every vector operation; built
-///   for it, [`INTEL_AVX512FP16`]), against (4, 2): f32 D = 16 (6, 3) 0.926× and 0.921× (two
-///   series), (6, 2) 1.00×, (8, 2) 1.02×, and (9, 3) 1.04×, (3, 3) 1.05× the time of (6, 3);
-///   f64 D = 8 (6, 3) 0.918×, f64 D = 16 (6, 3) 1.009×;
-///   f32 D = 8 (6, 3) 1.42× the time of (6, 6). So f64 D = 8 takes (6, 3) everywhere (equal
+///   for it, `simd::lanes::INTEL_AVX512FP16`), against (4, 2): f32 D = 16 (6, 3) 0.926× and
+///   0.921× (two series), (6, 2) 1.00×, (8, 2) 1.02×, and (9, 3) 1.04×, (3, 3) 1.05× the
+///   time of (6, 3); f64 D = 8 (6, 3) 0.918×, f64 D = 16 (6, 3) 1.009×; f32 D = 8 (6, 3)
+///   1.42× the time of (6, 6). So f64 D = 8 takes (6, 3) everywhere (equal
 ///   on Zen 4) and f32 D > 8 takes (6, 3) where the build targets such a core (on Zen 4 it
 ///   was 1.05× the time of (4, 2)).
 const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
@@ -588,25 +588,12 @@ const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
         (2, 2)
     } else if D <= 8 && !f64 {
         (6, 6)
-    } else if D <= 8 || (INTEL_AVX512FP16 && !f64) {
+    } else if D <= 8 || (crate::simd::lanes::INTEL_AVX512FP16 && !f64) {
         (6, 3)
     } else {
         (4, 2)
     }
 }
-
-/// Whether the build targets an Intel core with AVX-512 FP16 (Sapphire Rapids and later,
-/// e.g. `-C target-cpu=native` there): a proxy, known at compile time, for two 512-bit pipes
-/// that execute every vector operation and a `vdivps zmm` that holds the one divider for about
-/// 10 cycles, as opposed to Zen 4 (256-bit pipes, multiplies and additions on separate pipes,
-/// no AVX-512 FP16). The forward kernels' shape ([`fwd_shape`]) and `tanh`'s quotient
-/// ([`crate::simd::SimdLane::quot_small`]) are tuned on it; other builds keep the choices
-/// measured on Zen 4.
-const INTEL_AVX512FP16: bool = cfg!(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512fp16"
-));
 
 /// Calls `$call::<M, G>` for the shape `$shape` of [`fwd_shape`].
 macro_rules! by_shape {

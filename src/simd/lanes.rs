@@ -316,36 +316,46 @@ macro_rules! quot_by_division {
     )*};
 }
 quot_by_division!(f32x8, f64x4, f64x8);
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512fp16"
+)))]
+quot_by_division!(f32x16);
+/// The reciprocal estimate of [`SimdLane::quot_small`], where [`INTEL_AVX512FP16`] holds.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512fp16"
+))]
 impl Quot for f32x16 {
     #[inline(always)]
     fn quot(self, d: Self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx512f",
-            target_feature = "avx512fp16"
-        ))]
-        {
-            // The only `unsafe` of the crate: `wide` 1.7 has no safe `rcp14` (its `recip` for
-            // f32x16 divides), and `core::arch` intrinsics need `#[target_feature]` on the
-            // calling function or an `unsafe` block even when the build enables the feature.
-            // SAFETY: `vrcp14ps` exists wherever avx512f is enabled (the cfg above), it takes
-            // and returns values only (no memory access), and `From` converts between
-            // `f32x16` and `__m512` by value.
-            #[allow(unsafe_code)]
-            let y: f32x16 = unsafe { core::arch::x86_64::_mm512_rcp14_ps(d.into()) }.into();
-            let q0 = self * y;
-            (-d).mul_add(q0, self).mul_add(y, q0)
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx512f",
-            target_feature = "avx512fp16"
-        )))]
-        {
-            self / d
-        }
+        // The only `unsafe` of the crate: `wide` 1.7 has no safe `rcp14` (its `recip` for
+        // f32x16 divides), and `core::arch` intrinsics need `#[target_feature]` on the calling
+        // function or an `unsafe` block even when the build enables the feature.
+        // SAFETY: `vrcp14ps` exists wherever avx512f is enabled (the cfg above), it takes and
+        // returns values only (no memory access), and `From` converts between `f32x16` and
+        // `__m512` by value.
+        #[allow(unsafe_code)]
+        let y: f32x16 = unsafe { core::arch::x86_64::_mm512_rcp14_ps(d.into()) }.into();
+        let q0 = self * y;
+        (-d).mul_add(q0, self).mul_add(y, q0)
     }
 }
+
+/// Whether the build targets an Intel core with AVX-512 FP16 (Sapphire Rapids and later,
+/// e.g. `-C target-cpu=native` there): a proxy, known at compile time, for two 512-bit pipes
+/// that execute every vector operation and a `vdivps zmm` that holds the one divider for about
+/// 10 cycles, as opposed to Zen 4 (256-bit pipes, multiplies and additions on separate pipes,
+/// no AVX-512 FP16). The f32 [`SimdLane::quot_small`] and the forward kernels' shapes
+/// (`fwd_shape` in `simd/batch.rs`) are tuned on it (its condition is repeated in the `cfg`
+/// of the two `Quot` impls for `f32x16`); other builds keep the choices measured on Zen 4.
+pub(crate) const INTEL_AVX512FP16: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512fp16"
+));
 
 /// The unsigned integer of a float's bit pattern.
 trait FloatBits {

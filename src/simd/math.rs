@@ -26,8 +26,8 @@
 //! The forward kernels do not need `sech²` itself: they take the determinant factor
 //! `tanh² + cp1·sech²` as the quotient [`tanh_det`] (one quotient `tanh = e/d`, by
 //! [`SimdLane::quot_small`]: a division, or on Intel cores with AVX-512 FP16 a reciprocal
-//! estimate and one correction), so the accuracy of `tanh_sech2` costs them nothing; it costs the
-//! f32 inverse and gradient kernels 2–5 %.
+//! estimate and one correction), so the accuracy of `tanh_sech2` costs them nothing; it
+//! costs the f32 inverse and gradient kernels 2–5 %.
 
 use crate::real::{Lane, Real};
 use crate::simd::lanes::SimdLane;
@@ -322,8 +322,9 @@ fn expm1_parts<L: SimdLane>(x: L, fold3: bool) -> (L, L, L) {
 /// FP16 a `vrcp14ps` estimate and one correction: there the division was 22 % of the f32
 /// D = 2 forward kernel's time and the estimate made it 0.92× as long); the factor's
 /// relative error is a few ulps (`e` and `E` ≤ 2 ulp, the rounding of `d` counted twice
-/// through `d²`), checked against the scalar reference by `tests/batch.rs`. Needs `cp1·4` finite (the kernels take the direct form for layers with
-/// `1 + wᵀû` beyond `2^60` / `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
+/// through `d²`), checked against the scalar reference by `tests/batch.rs`. Needs `cp1·4`
+/// finite (the kernels take the direct form for layers with `1 + wᵀû` beyond `2^60` /
+/// `2^500`). `x = ±∞ ↦ (±1, 1, −1)`; NaN ↦ NaN.
 #[inline(always)]
 pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
     let (e, scale, p) = expm1_parts(m2abs(x).max_keep_nan(exp_lo()), true);
