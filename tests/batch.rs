@@ -183,14 +183,14 @@ fn math_ln() {
 /// `SimdLane::quot_small` (the forward kernels' `tanh = e/(2 + e)`) against the exact quotient
 /// (formed in f64) for `|d| ∈ [1, 2]` and numerators of any magnitude up to `|d|`: ≤ 0.57 ulp
 /// for normal results (the last rounding, 0.5, and the estimate's relative `δ² < 2^−28`, at
-/// most 1/16 ulp), ≤ 1.01 ulp
-/// for subnormal ones (`q₀` and the residual each rounded to the subnormal spacing, the
-/// residual's rounding passed on through `|y| ≤ 1`), never above 1 in magnitude where
-/// `|n| ≤ |d|`, exact for ±0 and
-/// ±1·d, and NaN from a NaN in either operand. f64 lanes divide: bit-for-bit `n / d`. Run for
-/// every lane type the kernels use, grouped and not.
+/// most 1/16 ulp), ≤ 1.01 ulp for subnormal ones (`q₀` and the residual each rounded to the
+/// subnormal spacing, the residual's rounding passed on through `|y| ≤ 1`), never above 1 in
+/// magnitude where `|n| ≤ |d|`, 0 for ±0 (the estimate does not keep the sign of a zero
+/// quotient; `tanh_det` takes it from `x`), ±1 for ±d, and NaN from a NaN in either operand.
+/// f64 lanes divide: bit-for-bit `n / d`. Run for the lane types the kernels use, grouped
+/// and not.
 #[test]
-fn quot_small_within_one_ulp() {
+fn quot_small_error_bounds() {
     use flowcore::simd::Group;
     fn check32<L: SimdLane<Scalar = f32>>() -> (f64, f64) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
@@ -252,12 +252,11 @@ fn quot_small_within_one_ulp() {
         check32::<f32x8>(),
         check32::<f32x16>(),
         check32::<Group<f32x16, 6>>(),
-        check32::<Group<f32x16, 2>>(),
         check32::<Group<f32x8, 6>>(),
     ];
     println!(
         "quot_small f32 (normal, subnormal results): {w:?} ulp \
-         (f32x8, f32x16, Group 6, Group 2, f32x8 Group 6)"
+         (f32x8, f32x16, f32x16 Group 6, f32x8 Group 6)"
     );
     assert!(w.iter().all(|&(a, b)| a <= 0.57 && b <= 1.01), "{w:?}");
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);

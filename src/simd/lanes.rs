@@ -81,10 +81,11 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// division: its divider runs beside the FMA pipes, which the estimate would load with
     /// three more operations (not measured there). Error ≤ 0.57 ulp for normal results
     /// (the last rounding and `δ² < 2^−28`), ≤ 1.01 ulp of the subnormal spacing for
-    /// subnormal ones; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 and `±d` give ±0 and ±1 exactly.
-    /// Elsewhere (f64, builds without AVX-512) a correctly rounded division. NaN in either
-    /// operand gives NaN; other operands (`|d|` far from `[1, 2]`, ±∞) are not supported by
-    /// the estimate (`tests/batch.rs`, `quot_small_within_one_ulp`).
+    /// subnormal ones; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 gives 0 (the sign of a zero
+    /// quotient is not kept: [`crate::simd::math::tanh_det`] takes it from `x`) and `±d`
+    /// gives ±1 exactly. Elsewhere (f64, other builds) a correctly rounded division. NaN in
+    /// either operand gives NaN; other operands (`|d|` far from `[1, 2]`, ±∞) are not
+    /// supported by the estimate (`tests/batch.rs`, `quot_small_error_bounds`).
     fn quot_small(self, d: Self) -> Self;
 }
 
