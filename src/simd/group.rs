@@ -205,6 +205,10 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
         self.zip(d, L::quot_small)
     }
     #[inline(always)]
+    fn quot_wide(self, d: Self) -> Self {
+        self.zip(d, L::quot_wide)
+    }
+    #[inline(always)]
     fn vsqrt(self) -> Self {
         self.map(L::vsqrt)
     }

@@ -79,14 +79,26 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// D ∈ {1, 2, 3, 8}, 1.01× at D = 16, where the division hid behind the sweep; measured
     /// 2026-12-04 on a Xeon with 2 × 512-bit FMA). Zen 4 (no AVX-512 FP16) keeps the
     /// division: its divider runs beside the FMA pipes, which the estimate would load with
-    /// three more operations (not measured there). Error ≤ 0.57 ulp for normal results
-    /// (the last rounding and `δ² < 2^−28`), ≤ 1.01 ulp of the subnormal spacing for
-    /// subnormal ones; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 gives 0 (the sign of a zero
+    /// three more operations (not measured there). Error ≤ 0.57 ulp for results of magnitude
+    /// at least `2^−118` (the last rounding and `δ² < 2^−28`); below, the residual
+    /// `self − d·q₀` can be subnormal, and its rounding (≤ `2^−150`, as `|y| ≤ 1`) adds up to
+    /// half the smallest spacing: ≤ 1.07 ulp of the result's spacing there, normal or
+    /// subnormal; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 gives 0 (the sign of a zero
     /// quotient is not kept: [`crate::simd::math::tanh_det`] takes it from `x`) and `±d`
     /// gives ±1 exactly. Elsewhere (f64, other builds) a correctly rounded division. NaN in
     /// either operand gives NaN; other operands (`|d|` far from `[1, 2]`, ±∞) are not
     /// supported by the estimate (`tests/batch.rs`, `quot_small_error_bounds`).
     fn quot_small(self, d: Self) -> Self;
+    /// `self / d` for `1 ≤ |d| ≤ 2^120` (or `d` NaN) and any `self`: the lane-wise inverse's
+    /// Newton step `Fd·d / n` (`n ≥ 1` where `1 + wᵀû ≥ ½`). Where
+    /// [`SimdLane::quot_small`] takes the reciprocal estimate (f32 on Intel cores with AVX-512
+    /// FP16), so does this, with the same bounds (`|d| ≥ 1` keeps the estimate `≤ 1` in
+    /// magnitude): ≤ 0.57 ulp for results of magnitude at least `2^−118`, ≤ 1.07 ulp of the
+    /// result's spacing below, zero for a zero `self` (its sign not kept). Where a division would give ±∞ (and within `2^−13` of
+    /// the overflow threshold) the estimate gives ±∞, NaN or ±`MAX`; a non-finite `self`
+    /// gives NaN. Elsewhere a correctly rounded division (`tests/batch.rs`,
+    /// `quot_wide_error_bounds`).
+    fn quot_wide(self, d: Self) -> Self;
 }
 
 macro_rules! impl_lanes {
@@ -287,6 +299,11 @@ macro_rules! impl_lanes {
                 Quot::quot(self, d)
             }
             #[inline(always)]
+            fn quot_wide(self, d: Self) -> Self {
+                // The same body: see `Quot for f32x16` for why its range is wider.
+                Quot::quot(self, d)
+            }
+            #[inline(always)]
             fn ln_reduce(self) -> (Self, Self) {
                 // musl: shift the mantissa range to [√½, √2) by an integer add on the bits.
                 let one_bits = (1.0 as $t).to_bits();
@@ -302,7 +319,7 @@ macro_rules! impl_lanes {
     };
 }
 
-/// The per-type body of [`SimdLane::quot_small`].
+/// The per-type body of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`].
 trait Quot {
     fn quot(self, d: Self) -> Self;
 }
@@ -323,7 +340,8 @@ quot_by_division!(f32x8, f64x4, f64x8);
     target_feature = "avx512fp16"
 )))]
 quot_by_division!(f32x16);
-/// The reciprocal estimate of [`SimdLane::quot_small`], where [`INTEL_AVX512FP16`] holds.
+/// The reciprocal estimate of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`], where
+/// [`INTEL_AVX512FP16`] holds.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
@@ -340,6 +358,10 @@ impl Quot for f32x16 {
         // `__m512` by value.
         #[allow(unsafe_code)]
         let y: f32x16 = unsafe { core::arch::x86_64::_mm512_rcp14_ps(d.into()) }.into();
+        // Also `SimdLane::quot_wide`'s body: for 1 ≤ |d| ≤ 2^120 the estimate is a normal
+        // number within 2^−14 of 1/d and at most 1 in magnitude, so `quot_small`'s error
+        // bounds hold for every finite quotient short of overflow (an overflowing one gives
+        // ∞·y − ∞ = NaN, or ∞).
         let q0 = self * y;
         (-d).mul_add(q0, self).mul_add(y, q0)
     }
