@@ -810,9 +810,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
                             sn[j] = zi.madd(wi, sn[j]);
                         }
                     }
-                    for j in 0..G {
-                        s[o + j] = sn[j];
-                    }
+                    s[o..o + G].copy_from_slice(&sn);
                 } else {
                     for i in 0..D {
                         let ui = L::splat(u[i]);
