@@ -80,6 +80,24 @@ pub trait LaneSolve<T: Real>: Activation<T> {
         c: T,
         cp1: T,
     ) -> [[L; 4]; M];
+
+    /// [`LaneSolve::solve_lanes`] with the kernel's hint `est_quot`: whether the solver may
+    /// take its quotients from [`SimdLane::quot_wide`] (a reciprocal estimate on some targets,
+    /// a division elsewhere) rather than divide. The batched inverse passes `D < 8`: there the
+    /// division is on the critical path, while for `D ≥ 8` it hides behind the sweeps and the
+    /// estimate's extra operations cost more. The hint depends on the flow's shape only, so a
+    /// point's results do not depend on the batch it is in. The default ignores it.
+    #[inline(always)]
+    fn solve_lanes_hinted<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        y: [L; M],
+        c: T,
+        cp1: T,
+        est_quot: bool,
+    ) -> [[L; 4]; M] {
+        let _ = est_quot;
+        self.solve_lanes(y, c, cp1)
+    }
 }
 
 impl<T: Real> LaneSolve<T> for Tanh {
@@ -96,12 +114,24 @@ impl<T: Real> LaneSolve<T> for Tanh {
     /// second-order Taylor updates (error below rounding by the same criterion), so the root
     /// costs no extra `tanh`. Chunks with a lane not finished by then (or gone non-finite:
     /// the step can overshoot when `1 + c` is small) are solved again, those lanes only, by
-    /// Newton's method in a bracket (see [`LaneSolve::LANE_BUDGET`]).
+    /// Newton's method in a bracket (see [`LaneSolve::LANE_BUDGET`]). Takes Newton's quotient
+    /// from [`SimdLane::quot_wide`] (see [`LaneSolve::solve_lanes_hinted`]).
+    #[inline(always)]
     fn solve_lanes<L: SimdLane<Scalar = T>, const M: usize>(
         &self,
         y: [L; M],
         c: T,
         cp1: T,
+    ) -> [[L; 4]; M] {
+        self.solve_lanes_hinted(y, c, cp1, true)
+    }
+
+    fn solve_lanes_hinted<L: SimdLane<Scalar = T>, const M: usize>(
+        &self,
+        y: [L; M],
+        c: T,
+        cp1: T,
+        est_quot: bool,
     ) -> [[L; 4]; M] {
         if c == T::ZERO {
             return y.map(|y| {
@@ -132,11 +162,10 @@ impl<T: Real> LaneSolve<T> for Tanh {
         // = 1 + E²`) and `n ≤ 1 + 4·(1 + c) ≤ 2^120` for `1 + c ≤ 2^100`. With `n ≥ 1` the
         // estimate's error bounds hold for every finite numerator, subnormal ones included;
         // a numerator that overflows gives a NaN step (a division: ±∞), and the lane is
-        // solved by the bracketed fallback. Only for `Group` lanes (the inverse of small `D`,
-        // where the division is on the critical path: f32 D = 2 0.94× the time on an Intel
-        // host with AVX-512 FP16); chunk by chunk (`D ≥ 8`) the division hides behind the
-        // sweeps and the estimate's three operations cost more (1.02× at D = 16).
-        let wide_q = L::LANES > 16 && cp1 >= T::HALF && cp1 <= T::from_f64(1.2676506002282294e30);
+        // solved by the bracketed fallback. Only with `est_quot` (the batched inverse: for
+        // D < 8, where the f32 inverse took 0.92–0.93× the time at D = 2 on an Intel host with
+        // AVX-512 FP16, against 1.01× / 1.02× at D = 8 / 16).
+        let wide_q = est_quot && cp1 >= T::HALF && cp1 <= T::from_f64(1.2676506002282294e30);
         let mut a: [L; M] = core::array::from_fn(|m| y[m] * inv);
         // One iteration at α: [α, δ, −e·sgn α, 2 + e, 4E]. With d = 2 + e, h = ed/d
         // (ed = −e·sgn α), h′ = 4E/d² and n = e² + (1 + c)·4E: F = α + c·h − y = Fd/d with
@@ -1127,9 +1156,11 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // without AVX-512 (16 vector registers: in the default SSE2 build the group took
             // 1.51× / 1.46× the time).
             let r: [[L; 4]; M] = if fused || !cfg!(target_feature = "avx512f") {
-                layer.activation().solve_lanes(y, c, cp1)
+                layer.activation().solve_lanes_hinted(y, c, cp1, !fused)
             } else {
-                let [g] = layer.activation().solve_lanes([Group(y)], c, cp1);
+                let [g] = layer
+                    .activation()
+                    .solve_lanes_hinted([Group(y)], c, cp1, !fused);
                 core::array::from_fn(|m| [g[0].0[m], g[1].0[m], g[2].0[m], g[3].0[m]])
             };
             let mut h = [zero; M];
