@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=never
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/simd-native"
-RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --test tests batch::
+# `--lib` adds the kernels' unit tests (`simd::batch::tests`: every shape `fwd_shape` picks for
+# this target has its dispatch arm; the shapes depend on the target's features).
+RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --lib --test tests batch::
 # The f32x16 reciprocal estimate of SimdLane::quot_small (the crate's one unsafe block) is
 # compiled only for Intel cores with AVX-512 FP16: lint it whatever the CI host is (a check
 # build, nothing runs; the tests above run it where the host has the feature).

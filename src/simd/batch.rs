@@ -620,6 +620,15 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   1.42× the time of (6, 6). So f64 D = 8 takes (6, 3) everywhere (equal
 ///   on Zen 4) and f32 D > 8 takes (6, 3) where the build targets such a core (on Zen 4 it
 ///   was 1.05× the time of (4, 2)).
+/// * The same host, second session, after the fused sweep's store-forwarding stall was
+///   removed (`fwd_pass`), against the shapes above (4 rounds): f64 D = 16 (8, 4) 0.929× and
+///   0.938× the time of (4, 2) (two series; `forward` 0.948×, `log_prob_normalizing` 0.910×,
+///   `sample` 0.946×), (6, 6) 0.943×, (6, 3) 0.959×, (8, 8) 0.992×, (6, 2) 1.007×, (8, 2)
+///   1.040×, so f64 D > 8 takes (8, 4) on builds for such a core (not measured on Zen 4);
+///   f32 D = 16 (6, 6) 1.003×, (8, 8) 1.010×, (4, 4) 1.021×, (8, 4) 1.055×, (4, 2) 1.088×,
+///   (6, 2) 1.113× the time of (6, 3), kept; f32 D = 8 (8, 4) 1.045×, (6, 3) 1.062×, (6, 2)
+///   1.160×, (4, 2) 1.216× the time of (6, 6), kept; f64 D = 8 (8, 4) 1.005×, (4, 2)
+///   1.008×, (6, 2) 1.054×, (6, 6) 1.070× the time of (6, 3), kept.
 const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
     let f64 = bits == 64;
     if D <= 2 {
@@ -632,6 +641,8 @@ const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
         (6, 6)
     } else if D <= 8 || (crate::simd::lanes::INTEL_AVX512FP16 && !f64) {
         (6, 3)
+    } else if crate::simd::lanes::INTEL_AVX512FP16 {
+        (8, 4)
     } else {
         (4, 2)
     }
@@ -661,6 +672,11 @@ macro_rules! by_shape {
                 const $g: usize = 2;
                 $call
             }
+            (8, 4) => {
+                const $m: usize = 8;
+                const $g: usize = 4;
+                $call
+            }
             // (2, 2): `fwd_shape` returns no other shape (`tests::shapes_are_dispatched`).
             _ => {
                 const $m: usize = 2;
@@ -685,7 +701,7 @@ mod tests {
                     $(
                         let (m, g) = fwd_shape::<$d>(bits);
                         assert!(
-                            [(6, 6), (6, 3), (4, 4), (4, 2), (2, 2)].contains(&(m, g)),
+                            [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (2, 2)].contains(&(m, g)),
                             "D = {}, {bits} bits: ({m}, {g})", $d
                         );
                         assert!(m.is_multiple_of(g));
