@@ -260,13 +260,89 @@ fn quot_small_error_bounds() {
          (f32x8, f32x16, f32x16 Group 6, f32x8 Group 6)"
     );
     assert!(w.iter().all(|&(a, b)| a <= 0.57 && b <= 1.07), "{w:?}");
+    // f64: `f64x4` divides (bit-for-bit); `f64x8` takes the estimate where f32x16 does.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
     for _ in 0..10_000 {
         let n = crate::support::uniform(&mut rng, -1.0, 1.0);
         let d = crate::support::uniform(&mut rng, 1.0, 2.0);
         assert_eq!(f64x4::splat(n).quot_small(f64x4::splat(d)).lane(0), n / d);
-        assert_eq!(f64x8::splat(n).quot_small(f64x8::splat(-d)).lane(3), n / -d);
     }
+    let scales = [1.0, 1e-3, 1e-100, 1e-300, 1e-306, 1e-310, 1e-318];
+    let w64 = [
+        check64::<f64x8>(|n, d| n.quot_small(d), 0.0, 0.0, &scales, 9),
+        check64::<Group<f64x8, 3>>(|n, d| n.quot_small(d), 0.0, 0.0, &scales, 9),
+    ];
+    println!("quot_small f64 (results from 2^-990 on, below): {w64:?} ulp (f64x8, Group 3)");
+    assert!(w64.iter().all(|&(a, b)| a <= 0.57 && b <= 1.07), "{w64:?}");
+    for dv in [
+        1.0f64,
+        -1.0,
+        1.5,
+        -2.0,
+        1.9999999999999998,
+        -1.0000000000000002,
+    ] {
+        let d = f64x8::splat(dv);
+        for (nv, want) in [(0.0, 0.0), (-0.0, 0.0), (dv, 1.0), (-dv, -1.0)] {
+            assert_eq!(f64x8::splat(nv).quot_small(d).lane(0), want, "{nv} / {dv}");
+        }
+        assert!(f64x8::splat(f64::NAN).quot_small(d).lane(0).is_nan());
+        assert!(
+            f64x8::splat(0.5)
+                .quot_small(f64x8::splat(f64::NAN))
+                .lane(0)
+                .is_nan()
+        );
+    }
+}
+
+/// Max errors of an f64 lane quotient `q(n, d)` over random `|d| ∈ [1, 2]·2^[dlo, dhi)` and
+/// `|n| ≤ |d|·scale` for each scale: in ulps of the exact quotient for results from 2^−990
+/// on, and of the result's spacing below (the residual `n − d·q₀` may be subnormal there).
+/// The reference is the correctly rounded `n/d` plus the exact residual's `r/d` (scaled
+/// by 2^200 for tiny numerators, so the residual is exact).
+fn check64<L: SimdLane<Scalar = f64>>(
+    q: impl Fn(L, L) -> L,
+    dlo: f64,
+    dhi: f64,
+    scales: &[f64],
+    seed: u64,
+) -> (f64, f64) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let (mut worst, mut worst_tiny) = (0.0f64, 0.0f64);
+    let k = 2f64.powi(200);
+    for round in 0..6_000 {
+        let scale = scales[round % scales.len()];
+        let ns: [f64; 48] =
+            core::array::from_fn(|_| crate::support::uniform(&mut rng, -1.0, 1.0) * scale);
+        let ds: [f64; 48] = core::array::from_fn(|_| {
+            let e = crate::support::uniform(&mut rng, dlo, dhi).floor();
+            let m = crate::support::uniform(&mut rng, 1.0, 2.0) * e.exp2();
+            if crate::support::uniform(&mut rng, 0.0, 1.0) < 0.5 {
+                -m
+            } else {
+                m
+            }
+        });
+        let mut i = 0;
+        while i + L::LANES <= ns.len() {
+            let got = q(L::from_fn(|j| ns[i + j]), L::from_fn(|j| ds[i + j]));
+            for j in 0..L::LANES {
+                let (n, d, g) = (ns[i + j] * k, ds[i + j], got.lane(j) * k);
+                let qr = n / d;
+                let r = (-d).mul_add(qr, n);
+                let spacing = ulp64(qr / k) * k;
+                let e = ((g - qr) - r / d).abs() / spacing;
+                if (qr / k).abs() < 2f64.powi(-990) {
+                    worst_tiny = worst_tiny.max(e);
+                } else {
+                    worst = worst.max(e);
+                }
+            }
+            i += L::LANES;
+        }
+    }
+    (worst, worst_tiny)
 }
 
 /// `SimdLane::quot_wide` (the lane-wise inverse's Newton quotient) over its documented range,
@@ -356,8 +432,14 @@ fn quot_wide_error_bounds() {
         let n = crate::support::uniform(&mut rng, -1.0, 1.0) * 1e200;
         let d = crate::support::uniform(&mut rng, 1.0, 2.0) * 1e30;
         assert_eq!(f64x4::splat(n).quot_wide(f64x4::splat(d)).lane(0), n / d);
-        assert_eq!(f64x8::splat(n).quot_wide(f64x8::splat(-d)).lane(3), n / -d);
     }
+    let scales = [1e200, 1.0, 1e-100, 1e-280, 1e-300, 1e-306, 1e-310, 1e-318];
+    let w64 = [
+        check64::<f64x8>(|n, d| n.quot_wide(d), 0.0, 120.0, &scales, 10),
+        check64::<Group<f64x8, 4>>(|n, d| n.quot_wide(d), 0.0, 120.0, &scales, 10),
+    ];
+    println!("quot_wide f64 (results from 2^-990 on, below): {w64:?} ulp (f64x8, Group 4)");
+    assert!(w64.iter().all(|&(a, b)| a <= 0.57 && b <= 1.07), "{w64:?}");
 }
 
 /// The split determinant factor `n/d² = tanh² x + cp1·sech² x` of `math::tanh_det`, against

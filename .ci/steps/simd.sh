@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/simd-native"
 # `--lib` adds the kernels' unit tests (`simd::batch::tests`: every shape `fwd_shape` picks for
 # this target has its dispatch arm; the shapes depend on the target's features).
 RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --lib --test tests batch::
-# The f32x16 reciprocal estimate of SimdLane::quot_small (the crate's one unsafe block) is
+# The f32x16 / f64x8 reciprocal estimates of SimdLane::quot_small (the crate's two unsafe blocks) are
 # compiled only for Intel cores with AVX-512 FP16: lint it whatever the CI host is (a check
 # build, nothing runs; the tests above run it where the host has the feature).
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR-spr" RUSTFLAGS="-C target-cpu=sapphirerapids" \

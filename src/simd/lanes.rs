@@ -79,19 +79,24 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// D ∈ {1, 2, 3, 8}, 1.01× at D = 16, where the division hid behind the sweep; measured
     /// 2026-12-04 on a Xeon with 2 × 512-bit FMA). Zen 4 (no AVX-512 FP16) keeps the
     /// division: its divider runs beside the FMA pipes, which the estimate would load with
-    /// three more operations (not measured there). Error ≤ 0.57 ulp for results of magnitude
+    /// three more operations (not measured there). For `f64x8` (and groups) on the same
+    /// builds: `vrcp14pd`, one Newton refinement of the reciprocal (two FMAs, to about
+    /// `2^−28`), then the same correction: six operations instead of a `vdivpd zmm` (about
+    /// 16 cycles of the divider; f64 forward+log-det 0.955× the time at D = 2, 0.994× at
+    /// D = 16), with the same bounds from `2^−990` on (f64's `2^−118`). f32: error ≤ 0.57 ulp for results of magnitude
     /// at least `2^−118` (the last rounding and `δ² < 2^−28`); below, the residual
     /// `self − d·q₀` can be subnormal, and its rounding (≤ `2^−150`, as `|y| ≤ 1`) adds up to
     /// half the smallest spacing: ≤ 1.07 ulp of the result's spacing there, normal or
     /// subnormal; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 gives 0 (the sign of a zero
     /// quotient is not kept: [`crate::simd::math::tanh_det`] takes it from `x`) and `±d`
-    /// gives ±1 exactly. Elsewhere (f64, other builds) a correctly rounded division. NaN in
+    /// gives ±1 exactly. Elsewhere (`f32x8`, `f64x4`, other builds) a correctly rounded
+    /// division. NaN in
     /// either operand gives NaN; other operands (`|d|` far from `[1, 2]`, ±∞) are not
     /// supported by the estimate (`tests/batch.rs`, `quot_small_error_bounds`).
     fn quot_small(self, d: Self) -> Self;
     /// `self / d` for `1 ≤ |d| ≤ 2^120` (or `d` NaN) and any `self`: the lane-wise inverse's
     /// Newton step `Fd·d / n` (`n ≥ 1` where `1 + wᵀû ≥ ½`). Where
-    /// [`SimdLane::quot_small`] takes the reciprocal estimate (f32 on Intel cores with AVX-512
+    /// [`SimdLane::quot_small`] takes the reciprocal estimate (16-lane f32 and 8-lane f64 on Intel cores with AVX-512
     /// FP16), so does this, with the same bounds (`|d| ≥ 1` keeps the estimate `≤ 1` in
     /// magnitude): ≤ 0.57 ulp for results of magnitude at least `2^−118`, ≤ 1.07 ulp of the
     /// result's spacing below, zero for a zero `self` (its sign not kept). Where a division would give ±∞ (and within `2^−13` of
@@ -333,7 +338,37 @@ macro_rules! quot_by_division {
         }
     )*};
 }
-quot_by_division!(f32x8, f64x4, f64x8);
+quot_by_division!(f32x8, f64x4);
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512fp16"
+)))]
+quot_by_division!(f64x8);
+/// The reciprocal estimate for f64 where [`INTEL_AVX512FP16`] holds: `vrcp14pd` (relative
+/// error below `2^−14`), one Newton refinement of the reciprocal to about `2^−28`, then the
+/// same correction of the quotient as for f32. The refined `y` is within about `2^−28` of
+/// `1/d` and at most 1 in magnitude for `|d| ≥ 1`, so `quot_small`'s analysis carries over
+/// with `2^−53` rounding: ≤ 0.57 ulp from `2^−990` on, ≤ 1.07 ulp of the spacing below.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512fp16"
+))]
+impl Quot for f64x8 {
+    #[inline(always)]
+    fn quot(self, d: Self) -> Self {
+        // The crate's second `unsafe` block, for the same reason as `f32x16`'s above.
+        // SAFETY: `vrcp14pd` exists wherever avx512f is enabled (the cfg above), it takes and
+        // returns values only (no memory access), and `From` converts between `f64x8` and
+        // `__m512d` by value.
+        #[allow(unsafe_code)]
+        let y0: f64x8 = unsafe { core::arch::x86_64::_mm512_rcp14_pd(d.into()) }.into();
+        let y = (-d).mul_add(y0, f64x8::ONE).mul_add(y0, y0);
+        let q0 = self * y;
+        (-d).mul_add(q0, self).mul_add(y, q0)
+    }
+}
 #[cfg(not(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
@@ -350,7 +385,7 @@ quot_by_division!(f32x16);
 impl Quot for f32x16 {
     #[inline(always)]
     fn quot(self, d: Self) -> Self {
-        // The only `unsafe` of the crate: `wide` 1.7 has no safe `rcp14` (its `recip` for
+        // One of the crate's two `unsafe` blocks (the other: `f64x8` below): `wide` 1.7 has no safe `rcp14` (its `recip` for
         // f32x16 divides), and `core::arch` intrinsics need `#[target_feature]` on the calling
         // function or an `unsafe` block even when the build enables the feature.
         // SAFETY: `vrcp14ps` exists wherever avx512f is enabled (the cfg above), it takes and
@@ -371,9 +406,9 @@ impl Quot for f32x16 {
 /// e.g. `-C target-cpu=native` there): a proxy, known at compile time, for two 512-bit pipes
 /// that execute every vector operation and a `vdivps zmm` that holds the one divider for about
 /// 10 cycles, as opposed to Zen 4 (256-bit pipes, multiplies and additions on separate pipes,
-/// no AVX-512 FP16). The f32 [`SimdLane::quot_small`] and the forward kernels' shapes
+/// no AVX-512 FP16). [`SimdLane::quot_small`] / [`SimdLane::quot_wide`] and the forward kernels' shapes
 /// (`fwd_shape` in `simd/batch.rs`) are tuned on it (its condition is repeated in the `cfg`
-/// of the two `Quot` impls for `f32x16`); other builds keep the choices measured on Zen 4.
+/// of the `Quot` impls for `f32x16` and `f64x8`); other builds keep the choices measured on Zen 4.
 pub(crate) const INTEL_AVX512FP16: bool = cfg!(all(
     target_arch = "x86_64",
     target_feature = "avx512f",

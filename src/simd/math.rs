@@ -318,9 +318,10 @@ fn expm1_parts<L: SimdLane>(x: L, fold3: bool) -> (L, L, L) {
 /// chunk of the f32 forward kernels (this changes the rounding of `e` and `E` against
 /// [`exp_m1`] and [`tanh_sech2`], which keep the plain Estrin form; the training kernels use
 /// those, so their trajectories do not depend on this choice). `tanh|x| = e/d` is
-/// [`SimdLane::quot_small`] (≤ 0.57 ulp: a division, or for f32 on Intel cores with AVX-512
-/// FP16 a `vrcp14ps` estimate and one correction: there the division was 22 % of the f32
-/// D = 2 forward kernel's time and the estimate made it 0.92× as long); the factor's
+/// [`SimdLane::quot_small`] (≤ 0.57 ulp: a division, or for `f32x16` / `f64x8` on Intel
+/// cores with AVX-512 FP16 a `vrcp14ps` / `vrcp14pd` estimate and one correction: there the
+/// division was 22 % of the f32 D = 2 forward kernel's time and the estimate made it 0.92×
+/// as long, f64 D = 2 0.955×); the factor's
 /// relative error is a few ulps (`e` and `E` ≤ 2 ulp, the rounding of `d` counted twice
 /// through `d²`), checked against the scalar reference by `tests/batch.rs`. Needs `cp1·4`
 /// finite (the kernels take the direct form for layers with `1 + wᵀû` beyond `2^60` /
