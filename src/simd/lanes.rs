@@ -344,61 +344,54 @@ quot_by_division!(f32x8, f64x4);
     target_feature = "avx512f",
     target_feature = "avx512fp16"
 )))]
-quot_by_division!(f64x8);
-/// The reciprocal estimate for f64 where [`INTEL_AVX512FP16`] holds: `vrcp14pd` (relative
-/// error below `2^−14`), one Newton refinement of the reciprocal to about `2^−28`, then the
-/// same correction of the quotient as for f32. The refined `y` is within about `2^−28` of
-/// `1/d` and at most 1 in magnitude for `|d| ≥ 1`, so `quot_small`'s analysis carries over
-/// with `2^−53` rounding: ≤ 0.57 ulp from `2^−990` on, ≤ 1.07 ulp of the spacing below.
+quot_by_division!(f32x16, f64x8);
+
+/// The reciprocal estimates of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`] for the
+/// 512-bit types, where [`INTEL_AVX512FP16`] holds (its condition is this module's `cfg`).
+/// The crate's two `unsafe` blocks: `wide` 1.7 has no safe `rcp14` (its `recip` divides), and
+/// `core::arch` intrinsics need `#[target_feature]` on the calling function or an `unsafe`
+/// block even when the build enables the feature.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
     target_feature = "avx512fp16"
 ))]
-impl Quot for f64x8 {
-    #[inline(always)]
-    fn quot(self, d: Self) -> Self {
-        // The crate's second `unsafe` block, for the same reason as `f32x16`'s above.
-        // SAFETY: `vrcp14pd` exists wherever avx512f is enabled (the cfg above), it takes and
-        // returns values only (no memory access), and `From` converts between `f64x8` and
-        // `__m512d` by value.
-        #[allow(unsafe_code)]
-        let y0: f64x8 = unsafe { core::arch::x86_64::_mm512_rcp14_pd(d.into()) }.into();
-        let y = (-d).mul_add(y0, f64x8::ONE).mul_add(y0, y0);
-        let q0 = self * y;
-        (-d).mul_add(q0, self).mul_add(y, q0)
+mod estimate {
+    use super::Quot;
+    use wide::{f32x16, f64x8};
+
+    impl Quot for f32x16 {
+        #[inline(always)]
+        fn quot(self, d: Self) -> Self {
+            // SAFETY: `vrcp14ps` exists wherever avx512f is enabled (the module's cfg), it
+            // takes and returns values only (no memory access), and `From` converts between
+            // `f32x16` and `__m512` by value.
+            #[allow(unsafe_code)]
+            let y: f32x16 = unsafe { core::arch::x86_64::_mm512_rcp14_ps(d.into()) }.into();
+            // Also `SimdLane::quot_wide`'s body: for 1 ≤ |d| ≤ 2^120 the estimate is a normal
+            // number within 2^−14 of 1/d and at most 1 in magnitude, so `quot_small`'s error
+            // bounds hold for every finite quotient short of overflow (an overflowing one
+            // gives ∞·y − ∞ = NaN, or ∞).
+            let q0 = self * y;
+            (-d).mul_add(q0, self).mul_add(y, q0)
+        }
     }
-}
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512fp16"
-)))]
-quot_by_division!(f32x16);
-/// The reciprocal estimate of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`], where
-/// [`INTEL_AVX512FP16`] holds.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512fp16"
-))]
-impl Quot for f32x16 {
-    #[inline(always)]
-    fn quot(self, d: Self) -> Self {
-        // One of the crate's two `unsafe` blocks (the other: `f64x8` below): `wide` 1.7 has no safe `rcp14` (its `recip` for
-        // f32x16 divides), and `core::arch` intrinsics need `#[target_feature]` on the calling
-        // function or an `unsafe` block even when the build enables the feature.
-        // SAFETY: `vrcp14ps` exists wherever avx512f is enabled (the cfg above), it takes and
-        // returns values only (no memory access), and `From` converts between `f32x16` and
-        // `__m512` by value.
-        #[allow(unsafe_code)]
-        let y: f32x16 = unsafe { core::arch::x86_64::_mm512_rcp14_ps(d.into()) }.into();
-        // Also `SimdLane::quot_wide`'s body: for 1 ≤ |d| ≤ 2^120 the estimate is a normal
-        // number within 2^−14 of 1/d and at most 1 in magnitude, so `quot_small`'s error
-        // bounds hold for every finite quotient short of overflow (an overflowing one gives
-        // ∞·y − ∞ = NaN, or ∞).
-        let q0 = self * y;
-        (-d).mul_add(q0, self).mul_add(y, q0)
+
+    /// `vrcp14pd` (relative error below `2^−14`), one Newton refinement of the reciprocal
+    /// (two FMAs, to about `2^−28`), then the same correction of the quotient as for f32. The
+    /// refined `y` is at most 1 in magnitude for `|d| ≥ 1`, so `quot_small`'s analysis carries
+    /// over with `2^−53` rounding: ≤ 0.57 ulp from `2^−990` on, ≤ 1.07 ulp of the spacing
+    /// below.
+    impl Quot for f64x8 {
+        #[inline(always)]
+        fn quot(self, d: Self) -> Self {
+            // SAFETY: as for `f32x16` above, with `vrcp14pd` and `__m512d`.
+            #[allow(unsafe_code)]
+            let y0: f64x8 = unsafe { core::arch::x86_64::_mm512_rcp14_pd(d.into()) }.into();
+            let y = (-d).mul_add(y0, f64x8::ONE).mul_add(y0, y0);
+            let q0 = self * y;
+            (-d).mul_add(q0, self).mul_add(y, q0)
+        }
     }
 }
 
@@ -407,8 +400,9 @@ impl Quot for f32x16 {
 /// that execute every vector operation and a `vdivps zmm` that holds the one divider for about
 /// 10 cycles, as opposed to Zen 4 (256-bit pipes, multiplies and additions on separate pipes,
 /// no AVX-512 FP16). [`SimdLane::quot_small`] / [`SimdLane::quot_wide`] and the forward kernels' shapes
-/// (`fwd_shape` in `simd/batch.rs`) are tuned on it (its condition is repeated in the `cfg`
-/// of the `Quot` impls for `f32x16` and `f64x8`); other builds keep the choices measured on Zen 4.
+/// (`fwd_shape` in `simd/batch.rs`) are tuned on it (its condition is repeated in the `cfg`s
+/// that choose between the division and the `estimate` module); other builds keep the
+/// choices measured on Zen 4.
 pub(crate) const INTEL_AVX512FP16: bool = cfg!(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
