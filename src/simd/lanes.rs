@@ -83,8 +83,9 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// builds: `vrcp14pd`, one Newton refinement of the reciprocal (two FMAs, to about
     /// `2^−28`), then the same correction: six operations instead of a `vdivpd zmm` (about
     /// 16 cycles of the divider; f64 forward+log-det 0.955× the time at D = 2, 0.994× at
-    /// D = 16), with the same bounds from `2^−990` on (f64's `2^−118`). f32: error ≤ 0.57 ulp for results of magnitude
-    /// at least `2^−118` (the last rounding and `δ² < 2^−28`); below, the residual
+    /// D = 16), with the same bounds from `2^−990` on (f64's `2^−118`). f32: error ≤ 0.57
+    /// ulp for results of magnitude at least `2^−118` (the last rounding and `δ² < 2^−28`);
+    /// below, the residual
     /// `self − d·q₀` can be subnormal, and its rounding (≤ `2^−150`, as `|y| ≤ 1`) adds up to
     /// half the smallest spacing: ≤ 1.07 ulp of the result's spacing there, normal or
     /// subnormal; `|q| ≤ 1` where `|self| ≤ |d|`; ±0 gives 0 (the sign of a zero
@@ -96,12 +97,13 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn quot_small(self, d: Self) -> Self;
     /// `self / d` for `1 ≤ |d| ≤ 2^120` (or `d` NaN) and any `self`: the lane-wise inverse's
     /// Newton step `Fd·d / n` (`n ≥ 1` where `1 + wᵀû ≥ ½`). Where
-    /// [`SimdLane::quot_small`] takes the reciprocal estimate (16-lane f32 and 8-lane f64 on Intel cores with AVX-512
-    /// FP16), so does this, with the same bounds (`|d| ≥ 1` keeps the estimate `≤ 1` in
-    /// magnitude): ≤ 0.57 ulp for results of magnitude at least `2^−118`, ≤ 1.07 ulp of the
-    /// result's spacing below, zero for a zero `self` (its sign not kept). Where a division would give ±∞ (and within `2^−13` of
-    /// the overflow threshold) the estimate gives ±∞, NaN or ±`MAX`; a non-finite `self`
-    /// gives NaN. Elsewhere a correctly rounded division (`tests/batch.rs`,
+    /// [`SimdLane::quot_small`] takes the reciprocal estimate (`f32x16` and `f64x8` on Intel
+    /// cores with AVX-512 FP16), so does this, with the same bounds (`|d| ≥ 1` keeps the
+    /// estimate `≤ 1` in magnitude): f32 ≤ 0.57 ulp for results of magnitude at least
+    /// `2^−118` (f64: `2^−990`), ≤ 1.07 ulp of the result's spacing below, zero for a zero
+    /// `self` (its sign not kept). Where a division would give ±∞ (and within `2^−13` of the
+    /// overflow threshold) the estimate gives ±∞, NaN or ±`MAX`; a non-finite `self` gives
+    /// NaN. Elsewhere a correctly rounded division (`tests/batch.rs`,
     /// `quot_wide_error_bounds`).
     fn quot_wide(self, d: Self) -> Self;
 }
@@ -305,7 +307,7 @@ macro_rules! impl_lanes {
             }
             #[inline(always)]
             fn quot_wide(self, d: Self) -> Self {
-                // The same body: see `Quot for f32x16` for why its range is wider.
+                // The same body: see the `estimate` module for why its range is wider.
                 Quot::quot(self, d)
             }
             #[inline(always)]
