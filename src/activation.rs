@@ -48,6 +48,20 @@ pub trait Activation<T: Real>: Copy + Debug + PartialEq + Send + Sync + 'static 
         (h, dh.madd(cp1, om), L::splat(T::ONE))
     }
 
+    /// Whether [`Activation::eval_det_near`] is a cheaper form of the determinant factor that
+    /// the batched forward kernels take for f32 layers with `−1 ≤ wᵀû ≤ 1`.
+    const NEAR_DET: bool = false;
+
+    /// `(h(s), (1 − h′) + h′·cp1)` for a layer with `c = wᵀû ∈ [−1, 1]` and `cp1 = 1 + c`
+    /// (the batched forward kernels call it only there, and only for f32 when
+    /// [`Activation::NEAR_DET`]). Default: [`Activation::eval_det`]'s `n/d²`.
+    #[inline(always)]
+    fn eval_det_near<L: Lane<Scalar = T>>(&self, s: L, c: L, cp1: L) -> (L, L) {
+        let _ = c;
+        let (h, n, d) = self.eval_det(s, cp1);
+        (h, n / (d * d))
+    }
+
     /// `(inf h′, sup h′)` over ℝ, used for the layer's conditioning.
     fn dh_range(&self) -> (T, T);
 
@@ -89,6 +103,13 @@ impl<T: Real> Activation<T> for Tanh {
     #[inline(always)]
     fn eval_det<L: Lane<Scalar = T>>(&self, s: L, cp1: L) -> (L, L, L) {
         s.tanh_det(cp1)
+    }
+
+    const NEAR_DET: bool = true;
+
+    #[inline(always)]
+    fn eval_det_near<L: Lane<Scalar = T>>(&self, s: L, c: L, cp1: L) -> (L, L) {
+        s.tanh_det_near(c, cp1)
     }
 
     #[inline(always)]

@@ -81,6 +81,20 @@ pub trait Lane:
         let (t, s2) = self.tanh_sech2();
         (t, s2.madd(cp1, t * t), Self::splat(Self::Scalar::ONE))
     }
+
+    /// `(tanh x, f)` with the determinant factor `f = tanh² x + cp1·sech² x` of a tanh planar
+    /// layer whose `c = wᵀû` lies in `[−1, 1]` (`cp1 = 1 + c`), where the cancellation-prone
+    /// form `f = cp1 − c·tanh² x` is accurate: for `c ≥ 0`, `f ≥ 1` and the error is at most
+    /// `c·(2δ + ε)` from `tanh`'s relative error `δ`; for `c < 0` both terms are
+    /// non-negative. The `wide` f32 lanes override it with a rational `tanh` and that form
+    /// ([`crate::simd::math::tanh_det_near`]); this provided default is
+    /// `tanh² + cp1·sech²` from [`Lane::tanh_sech2`] (`c` unused).
+    #[inline(always)]
+    fn tanh_det_near(self, c: Self, cp1: Self) -> (Self, Self) {
+        let _ = c;
+        let (t, s2) = self.tanh_sech2();
+        (t, s2.madd(cp1, t * t))
+    }
 }
 
 /// A real scalar: `f32` or `f64`.

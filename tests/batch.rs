@@ -553,6 +553,167 @@ fn math_tanh_det() {
     }
 }
 
+/// `tanh_det_near` (f32, the forward kernels' form for layers with `−1 ≤ wᵀû ≤ 1`): `tanh` to
+/// ≤ 4 ulp against libm (the exhaustive test below: 3.69 ulp), `|tanh| ≤ 1 + 2⁻²³`, and the
+/// factor `f = tanh² + cp1·sech²` to a relative error of at most `(2 + 16·|c|)·2⁻²⁴` against an
+/// f64 reference (8 ulp where the build takes `tanh_det` and a division instead),
+/// over dense sweeps of `x` and `c ∈ [−1, 1]`, through `f32x8` and `f32x16` (the reciprocal
+/// estimate of `quot_wide` where the build has it); special values.
+#[test]
+fn math_tanh_det_near() {
+    let eps = f64::from(f32::EPSILON) / 2.0;
+    let cs = [
+        -1.0f32, -0.999_999, -0.75, -0.5, -1e-3, 0.0, 1e-6, 0.25, 0.5, 0.9, 1.0,
+    ];
+    let mut wt: f64 = 0.0;
+    let mut wf: f64 = 0.0;
+    let mut wx = 0.0;
+    for &c in &cs {
+        let cp1 = 1.0 + c;
+        for (a, b) in [
+            (-50.0, 50.0),
+            (-10.0, 10.0),
+            (-3.0, 3.0),
+            (-1e-3, 1e-3),
+            (-1e-30, 1e-30),
+        ] {
+            for lanes16 in [false, true] {
+                let n = if lanes16 { 1 << 16 } else { 1 << 17 };
+                let mut i = 0;
+                while i < n {
+                    let xs: [f32; 16] = core::array::from_fn(|j| {
+                        (a + (b - a) * ((i + j) as f64 / n as f64)) as f32
+                    });
+                    let (t, f): ([f32; 16], [f32; 16]) = if lanes16 {
+                        let (t, f) = math::tanh_det_near(
+                            f32x16::from(xs),
+                            f32x16::splat(c),
+                            f32x16::splat(cp1),
+                        );
+                        (t.to_array(), f.to_array())
+                    } else {
+                        let half = |o: usize| {
+                            let v: [f32; 8] = core::array::from_fn(|j| xs[o + j]);
+                            let (t, f) = math::tanh_det_near(
+                                f32x8::from(v),
+                                f32x8::splat(c),
+                                f32x8::splat(cp1),
+                            );
+                            (t.to_array(), f.to_array())
+                        };
+                        let ((t0, f0), (t1, f1)) = (half(0), half(8));
+                        (
+                            core::array::from_fn(|j| if j < 8 { t0[j] } else { t1[j - 8] }),
+                            core::array::from_fn(|j| if j < 8 { f0[j] } else { f1[j - 8] }),
+                        )
+                    };
+                    for j in 0..16 {
+                        let x = xs[j] as f64;
+                        let th = libm::tanh(x);
+                        let et = err_ulp32(t[j], th);
+                        if et > wt {
+                            wx = x;
+                        }
+                        wt = wt.max(et);
+                        assert!(t[j].abs() <= 1.0 + f32::EPSILON, "tanh({x}) = {}", t[j]);
+                        let want = th * th + cp1 as f64 * sech2_ref(x);
+                        // Beyond the normal range, an absolute floor of the smallest subnormal.
+                        let d =
+                            ((f[j] as f64 - want).abs() - f64::from(f32::from_bits(1))).max(0.0);
+                        let rel = if d == 0.0 { 0.0 } else { d / want };
+                        let allow = if math::TANH_DET_NEAR_RATIONAL {
+                            (2.0 + 16.0 * f64::from(c.abs())) * eps * (1.0 + 1e-9)
+                        } else {
+                            8.0 * ulp32(want as f32) / want
+                        };
+                        assert!(
+                            rel <= allow,
+                            "x = {x}, c = {c}: f = {} vs {want}: {rel:e} > {allow:e}",
+                            f[j]
+                        );
+                        wf = wf.max(rel / eps);
+                    }
+                    i += 16;
+                }
+            }
+        }
+    }
+    println!("tanh_det_near: tanh {wt:.3} ulp (worst at {wx}), factor {wf:.3} × 2^-24 (relative)");
+    assert!(wt <= 4.0, "{wt}");
+    // Special values: ±∞ give (±1, 1) to within an ulp, NaN propagates, ±0 give (0, cp1).
+    let sp16: [f32; 16] = core::array::from_fn(|i| SPECIAL[i % 8]);
+    for (t, f) in [
+        {
+            let (t, f) =
+                math::tanh_det_near(f32x16::from(sp16), f32x16::splat(0.5), f32x16::splat(1.5));
+            (t.to_array(), f.to_array())
+        },
+        {
+            let lo: [f32; 8] = core::array::from_fn(|i| sp16[i]);
+            let (t, f) = math::tanh_det_near(f32x8::from(lo), f32x8::splat(0.5), f32x8::splat(1.5));
+            let (t, f) = (t.to_array(), f.to_array());
+            (
+                core::array::from_fn(|i| t[i % 8]),
+                core::array::from_fn(|i| f[i % 8]),
+            )
+        },
+    ] {
+        let t: [f32; 16] = t;
+        let f: [f32; 16] = f;
+        for base in [0, 8] {
+            assert!(t[base].is_nan() && f[base].is_nan());
+            assert!(
+                (t[base + 1] - 1.0).abs() <= f32::EPSILON / 2.0
+                    && (f[base + 1] - 1.0).abs() <= f32::EPSILON
+            );
+            assert!(
+                (t[base + 2] + 1.0).abs() <= f32::EPSILON / 2.0
+                    && (f[base + 2] - 1.0).abs() <= f32::EPSILON
+            );
+            assert_eq!((t[base + 3], f[base + 3]), (0.0, 1.5));
+            assert_eq!((t[base + 4], f[base + 4]), (0.0, 1.5));
+        }
+    }
+}
+
+/// `tanh_det_near`'s `tanh` over every non-negative f32 up to the clamp (`9.1`; the function
+/// is odd bit for bit), against libm in f64: the maximum error in ulps, printed and asserted
+/// ≤ 4 (about a minute in release: `cargo test --release --test tests
+/// math_tanh_det_near_exhaustive -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn math_tanh_det_near_exhaustive() {
+    fn run<V: SimdLane<Scalar = f32>>() -> (f64, f32, f32) {
+        let w = V::LANES as u32;
+        let top = 9.1f32.to_bits();
+        let (mut worst, mut wx, mut over) = (0.0f64, 0.0f32, 0.0f32);
+        let mut b = 0u32;
+        while b <= top {
+            let x = V::from_fn(|j| f32::from_bits((b + j as u32).min(top)));
+            let (t, _) = math::tanh_det_near(x, V::splat(0.0), V::splat(1.0));
+            for j in 0..V::LANES {
+                let e = err_ulp32(t.lane(j), libm::tanh(f64::from(x.lane(j))));
+                if e > worst {
+                    worst = e;
+                    wx = x.lane(j);
+                }
+                over = over.max(t.lane(j) - 1.0);
+            }
+            b += w;
+        }
+        (worst, wx, over)
+    }
+    for (name, (worst, wx, over)) in [("f32x16", run::<f32x16>()), ("f32x8", run::<f32x8>())] {
+        println!(
+            "tanh_det_near exhaustive, {name}: {worst:.3} ulp at {wx:e}, max tanh − 1 = {over:e}"
+        );
+        assert!(
+            worst <= 4.0 && over <= f32::EPSILON,
+            "{name}: {worst} at {wx}, {over:e} above 1"
+        );
+    }
+}
+
 /// The rough `(expm1(−2|x|), 4·exp(−2|x|))` of the inverse's first step: relative error
 /// ≤ 1e−4 (f32) / 1e−6 (f64) against libm in f64 over the reduction's range (`|x| ≤ 43.5` /
 /// `354`), `e = −1` exactly and `4E` at most `4e^{−87}` / `4e^{−708}` beyond it, NaN ↦ NaN.
@@ -804,7 +965,15 @@ fn close<T: Real>(got: T, want: T, tol: f64) -> bool {
 }
 
 fn check_flow<T: Real + SimdReal, const D: usize>(seed: u64, hard: bool, adversarial: bool) {
-    let f = flow::<T, D>(seed, hard);
+    check_given_flow(&flow::<T, D>(seed, hard), seed, adversarial);
+}
+
+/// [`check_flow`]'s comparisons for a given flow.
+fn check_given_flow<T: Real + SimdReal, const D: usize>(
+    f: &Flow<T, D, K>,
+    seed: u64,
+    adversarial: bool,
+) {
     let eps = T::EPS.to_f64_lossy();
     let tol_f = TOL * K as f64 * eps;
     let cond: f64 = f
@@ -1226,6 +1395,37 @@ where
         }
     }
     assert_eq!(failed, want_failed);
+}
+
+/// The forward kernels' two forms of a tanh layer's determinant factor side by side: layers
+/// with `wᵀû` just inside and just outside `[−1, 1]` (f32 builds with FMA take the rational
+/// `tanh_det_near` for the former, `tanh_det`'s `n/d²` for the latter), at the ends of the
+/// range, and far outside it, in one flow, against the scalar reference (the tolerances of
+/// `check_flow`), for f32 and f64, D ∈ {1, 2, 16}, random and adversarial points.
+#[test]
+fn near_and_far_layers_agree_with_scalar() {
+    fn flow_with<T: Real + SimdReal, const D: usize>(seed: u64) -> Flow<T, D, K> {
+        let cs = [0.999, 1.001, -0.999, 1.0, -1.0 + 1e-3, 3.0, -0.5, 1e-7];
+        let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
+        Flow::new(core::array::from_fn(|k| {
+            let w: [f64; D] = core::array::from_fn(|_| normal(&mut r) / (D as f64).sqrt());
+            let ww: f64 = w.iter().map(|v| v * v).sum();
+            // u = c·w/‖w‖² plus a part orthogonal to w: wᵀu = c.
+            let v: [f64; D] = core::array::from_fn(|_| 0.5 * normal(&mut r) / (D as f64).sqrt());
+            let vw: f64 = v.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let u: [T; D] =
+                core::array::from_fn(|i| T::from_f64(cs[k] * w[i] / ww + v[i] - vw * w[i] / ww));
+            let b = T::from_f64(0.5 * normal(&mut r));
+            let w: [T; D] = core::array::from_fn(|i| T::from_f64(w[i]));
+            Planar::with(u, w, b, Constraint::Unconstrained, Tanh).unwrap()
+        }))
+    }
+    for seed in 0..4 {
+        check_given_flow(&flow_with::<f32, 1>(seed), seed, seed % 2 == 1);
+        check_given_flow(&flow_with::<f32, 2>(seed), seed, seed % 2 == 1);
+        check_given_flow(&flow_with::<f32, 16>(seed), seed, seed % 2 == 1);
+        check_given_flow(&flow_with::<f64, 2>(seed), seed, seed % 2 == 1);
+    }
 }
 
 #[test]

@@ -3,9 +3,10 @@
 #  1. the batched-vs-scalar and vector-math tests with RUSTFLAGS="-C target-cpu=native", which
 #     switches SimdReal to f32x16/f64x8 when the CPU has AVX-512 (the default-build run, with
 #     f32x8/f64x4, is part of the final `cargo test --release --all-features`), parallel included;
+#     then the exhaustive test of the rational tanh (ignored in the default run);
 #  2. a smoke run of the bench_planar example (small N, one repetition: checks it runs and prints
 #     one JSON line per kernel, not a measurement).
-# Bounded: about 3 minutes on 2 cores (one extra build of the test binary, one check build).
+# Bounded: about 4 minutes on 2 cores (one extra build of the test binary, one check build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=never
@@ -13,6 +14,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/simd-native"
 # `--lib` adds the kernels' unit tests (`simd::batch::tests`: every shape `fwd_shape` picks for
 # this target has its dispatch arm; the shapes depend on the target's features).
 RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --lib --test tests batch::
+# simd::math::tanh_det_near's tanh over every f32 input in f32x16 and f32x8 (about a minute):
+# the forward kernels' rational tanh on x86-64 FMA builds, whose bound (4 ulp) is exhaustive.
+RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --test tests \
+  math_tanh_det_near_exhaustive -- --ignored --nocapture
 # The f32x16 / f64x8 reciprocal estimates of SimdLane::quot_small (the crate's two unsafe blocks) are
 # compiled only for Intel cores with AVX-512 FP16: lint it whatever the CI host is (a check
 # build, nothing runs; the tests above run it where the host has the feature).

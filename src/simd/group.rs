@@ -120,6 +120,10 @@ impl<L: SimdLane, const M: usize> Lane for Group<L, M> {
     fn tanh_det(self, cp1: Self) -> (Self, Self, Self) {
         math::tanh_det(self, cp1)
     }
+    #[inline(always)]
+    fn tanh_det_near(self, c: Self, cp1: Self) -> (Self, Self) {
+        math::tanh_det_near(self, c, cp1)
+    }
 }
 
 impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
@@ -231,6 +235,10 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
     #[inline(always)]
     fn max_keep_nan(self, floor: Self) -> Self {
         self.zip(floor, L::max_keep_nan)
+    }
+    #[inline(always)]
+    fn min_keep_nan(self, cap: Self) -> Self {
+        self.zip(cap, L::min_keep_nan)
     }
     #[inline(always)]
     fn ln_reduce(self) -> (Self, Self) {

@@ -66,6 +66,9 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// instructions of x86 keep their second operand when either is NaN, so the floor goes
     /// first; elsewhere a select). `floor` must not be NaN.
     fn max_keep_nan(self, floor: Self) -> Self;
+    /// `min(self, cap)` where `self` is not NaN, and NaN where it is (as
+    /// [`SimdLane::max_keep_nan`]). `cap` must not be NaN.
+    fn min_keep_nan(self, cap: Self) -> Self;
     /// For a positive normal `x`: `(f, k)` with `x = 2^k·(1 + f)`, `1 + f ∈ [√½, √2)`, `k`
     /// an integer-valued float (musl's `log` reduction). Garbage for other inputs.
     fn ln_reduce(self) -> (Self, Self);
@@ -156,6 +159,10 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn tanh_det(self, cp1: Self) -> (Self, Self, Self) {
                 math::tanh_det(self, cp1)
+            }
+            #[inline(always)]
+            fn tanh_det_near(self, c: Self, cp1: Self) -> (Self, Self) {
+                math::tanh_det_near(self, c, cp1)
             }
         }
 
@@ -299,6 +306,18 @@ macro_rules! impl_lanes {
                 #[cfg(not(target_feature = "sse2"))]
                 {
                     self.is_nan().select(self, floor.fast_max(self))
+                }
+            }
+            #[inline(always)]
+            fn min_keep_nan(self, cap: Self) -> Self {
+                #[cfg(target_feature = "sse2")]
+                {
+                    // minps / minpd: the second operand on NaN.
+                    cap.fast_min(self)
+                }
+                #[cfg(not(target_feature = "sse2"))]
+                {
+                    self.is_nan().select(self, cap.fast_min(self))
                 }
             }
             #[inline(always)]

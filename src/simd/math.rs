@@ -10,6 +10,8 @@
 //! | [`tanh_sech2`]: `sech²` | ≤ 3 ulp | ≤ 4 ulp | flushed to 0 where `sech² x` < `4e^{−87}` (f32) / `4e^{−708}` (f64), i.e. below or near the smallest normal |
 //! | [`tanh_det`]: `tanh` | ≤ 3 ulp | ≤ 4 ulp | — |
 //! | [`tanh_det`]: `n/d² = tanh² + cp1·sech²` | ≤ 6 ulp | ≤ 6 ulp | `cp1 ∈ [0, 2^60]` (f32) / `[0, 2^500]` (f64) |
+//! | [`tanh_det_near`]: `tanh` (x86-64 FMA builds; else [`tanh_det`]'s) | ≤ 4 ulp (exhaustive: 3.69) | as [`tanh_det`] | `\|tanh\|` may exceed 1 by one ulp |
+//! | [`tanh_det_near`]: `cp1 − c·tanh²`, `c ∈ [−1, 1]` | relative `(2 + 16·\|c\|)·2⁻²⁴` | `n/d²` ≤ 8 ulp | — |
 //!
 //! The bounds are what `tests/batch.rs` asserts (with the measured maxima printed by
 //! `cargo test --release math_ -- --nocapture`); the measured values are in the README.
@@ -27,7 +29,10 @@
 //! `tanh² + cp1·sech²` as the quotient [`tanh_det`] (one quotient `tanh = e/d`, by
 //! [`SimdLane::quot_small`]: a division, or on Intel cores with AVX-512 FP16 a reciprocal
 //! estimate and one correction), so the accuracy of `tanh_sech2` costs them nothing; it
-//! costs the f32 inverse and gradient kernels 2–5 %.
+//! costs the f32 inverse and gradient kernels 2–5 %. For f32 layers with `−1 ≤ c ≤ 1`
+//! (`c = wᵀû`) they take [`tanh_det_near`] instead: a rational `tanh` (no `exp`) and the factor
+//! as `cp1 − c·tanh²`, accurate there because the subtraction cannot cancel more than the
+//! factor `2 + 16·|c|` of its error bound.
 
 use crate::real::{Lane, Real};
 use crate::simd::lanes::SimdLane;
@@ -333,6 +338,70 @@ pub fn tanh_det<L: SimdLane>(x: L, cp1: L) -> (L, L, L) {
     let n = e.madd(e, c.madd(p, c));
     let d = k::<L>(-2.0) - e;
     (e.quot_small(d).vcopysign(x), n, d)
+}
+
+/// Rational approximation `2·tanh(x/2) ≈ x·P(x²)/Q(x²)` on `|x| ≤ 9.1` (f32), `P = 1 + p₁y +
+/// p₂y² + p₃y³`, `Q = 1 + q₁y + q₂y² + q₃y³`, `y = x²`: fitted for relative error by
+/// Lawson-weighted linearised least squares in f64 (`P(0) = Q(0) = 1` fixed, so that
+/// `tanh x = x` for tiny `x`), coefficients rounded to f32 and the error re-measured: at most
+/// `3.0e−8` relative (0.51·2⁻²⁴). All coefficients are positive (nothing cancels in `P` or `Q`),
+/// `Q ∈ [1, 22]` on the range.
+const TANH_P32: [f64; 3] = [
+    0.031_487_349_420_785_904,
+    0.000_159_760_689_712_129_53,
+    8.570_130_205_498_572e-8,
+];
+/// See [`TANH_P32`].
+const TANH_Q32: [f64; 3] = [
+    0.114_820_636_808_872_22,
+    0.001_394_838_560_372_591,
+    2.732_379_243_752_802_7e-6,
+];
+
+/// Whether [`tanh_det_near`] takes its rational form for f32 (builds for x86-64 with FMA, where
+/// its error bounds were measured exhaustively; elsewhere it is [`tanh_det`] and a division,
+/// and the forward kernels do not call it).
+pub const TANH_DET_NEAR_RATIONAL: bool = cfg!(all(target_arch = "x86_64", target_feature = "fma"));
+
+/// `(tanh x, f)` with the determinant factor `f = tanh² x + cp1·sech² x` of a tanh planar layer
+/// with `c = wᵀû ∈ [−1, 1]` and `cp1 = 1 + c`, in the form `f = cp1 − c·tanh² x` (the override
+/// of [`Lane::tanh_det_near`] for the `wide` lanes; the forward kernels take it for such f32
+/// layers, see `simd::batch::NEAR_MAX`).
+///
+/// f32 with [`TANH_DET_NEAR_RATIONAL`]: `x` clamped to `±9.1` (beyond it `tanh` rounds to
+/// `±1`), `n₂ = x + (x·y)·(p₁ + …) ≈ 2·tanh(x/2)·Q` from the rational [`TANH_P32`] /
+/// [`TANH_Q32`], then the double angle `tanh x = 2t₂/(1 + t₂²)` with `t₂ = (n₂/2)/Q`, as
+/// `n₂·(Q/(Q² + (n₂/2)²))` by one [`SimdLane::quot_wide`]; `f` by one multiplication and one
+/// FMA. With the reciprocal estimate that is 20 vector operations (2 `min`/`max`, 7 MUL, 10
+/// FMA, 1 `vrcp14ps`) against 25 for [`tanh_det`], and the kernels multiply one product per
+/// layer instead of two (`n` and `d`); [`tanh_det`]'s `exp` is needed only where `sech²` must
+/// be accurate relative to itself (large `c`). The double angle damps the rational's rounding where `tanh` saturates (by
+/// `(1 − t₂²)/(1 + t₂²)`): evaluated directly as `x·P/Q`, a rational of the same cost was 4.5
+/// ulp off near `|x| = 8`; forming `Q/(Q² + …)` first and multiplying by `n₂` last leaves
+/// one rounding fewer on the way to small results than `(n₂·Q)/(Q² + …)` (4.06 ulp).
+///
+/// Errors (`tests/batch.rs`): `tanh` ≤ 3.69 ulp over every f32 input (exhaustive, bound asserted
+/// 4), through `f32x16` with the reciprocal estimate and through the division; `|tanh|` may
+/// exceed 1 by one ulp (`2⁻²³`) near saturation. `f` to a relative `(2 + 16·|c|)·2⁻²⁴` of
+/// `1 + c·sech² x`, with `cp1` the rounded `1 + c`: for `c ≥ 0`, `f ≥ 1` and the error of
+/// `c·tanh²` is at most `c·(2δ + 2⁻²⁴)` with `tanh`'s relative error `δ ≤ 3.7·2⁻²³`; for
+/// `c < 0` the two terms `cp1` and `|c|·tanh²` are non-negative; the final rounding and that
+/// of `cp1` count `2⁻²⁴` each. Otherwise (f64, other builds) it is [`tanh_det`] and `n/d²`
+/// (≤ 8 ulp).
+/// `x = ±∞ ↦ (±1 within an ulp, cp1 − c·t²)`; `±0 ↦ (±0, cp1)`; NaN ↦ NaN.
+#[inline(always)]
+pub fn tanh_det_near<L: SimdLane>(x: L, c: L, cp1: L) -> (L, L) {
+    if !(is_f32::<L>() && TANH_DET_NEAR_RATIONAL) {
+        let (t, n, d) = tanh_det(x, cp1);
+        return (t, n / (d * d));
+    }
+    let xc = x.min_keep_nan(k(9.1)).max_keep_nan(k(-9.1));
+    let y = xc * xc;
+    let n2 = (xc * y).madd(horner(y, &TANH_P32), xc);
+    let q = y.madd(horner(y, &TANH_Q32), L::splat(L::Scalar::ONE));
+    let h = n2 * k(0.5);
+    let t = n2 * q.quot_wide(q.madd(q, h * h));
+    (t, (t * t).madd(-c, cp1))
 }
 
 /// Natural logarithm, lane-wise, ≤ 1 ulp for f32 and f64 (musl's algorithm, branch-free).
