@@ -649,6 +649,11 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   (6, 2) 1.113× the time of (6, 3), kept; f32 D = 8 (8, 4) 1.045×, (6, 3) 1.062×, (6, 2)
 ///   1.160×, (4, 2) 1.216× the time of (6, 6), kept; f64 D = 8 (8, 4) 1.005×, (4, 2)
 ///   1.008×, (6, 2) 1.054×, (6, 6) 1.070× the time of (6, 3), kept.
+/// * The same host, third session, with the rational `tanh` of `tanh_det_near` (a shorter
+///   activation): f32 D = 16 (4, 4) 0.951×, 0.969×, 0.978× the time of (6, 3) (three series;
+///   `log_prob_normalizing` 0.959×, `sample` 0.978×, `forward` 1.018×), (6, 6) 0.974×,
+///   0.970×, 0.982×, (8, 4) 1.052×, (6, 2) 1.050×, (4, 2) 1.054×, (2, 2) 1.445×: f32 D > 8
+///   takes (4, 4) on builds for such a core.
 const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
     let f64 = bits == 64;
     if D <= 2 {
@@ -659,8 +664,10 @@ const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
         (2, 2)
     } else if D <= 8 && !f64 {
         (6, 6)
-    } else if D <= 8 || (crate::simd::lanes::INTEL_AVX512FP16 && !f64) {
+    } else if D <= 8 {
         (6, 3)
+    } else if crate::simd::lanes::INTEL_AVX512FP16 && !f64 {
+        (4, 4)
     } else if crate::simd::lanes::INTEL_AVX512FP16 {
         (8, 4)
     } else {
