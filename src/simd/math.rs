@@ -369,8 +369,8 @@ pub const TANH_DET_NEAR_RATIONAL: bool = cfg!(all(target_arch = "x86_64", target
 /// layers, see `simd::batch::NEAR_MAX`).
 ///
 /// f32 with [`TANH_DET_NEAR_RATIONAL`]: `x` clamped to `±9.1` (beyond it `tanh` rounds to
-/// `±1`), `n₂ = x + (x·y)·(p₁ + …) ≈ 2·tanh(x/2)·Q` from the rational [`TANH_P32`] /
-/// [`TANH_Q32`], then the double angle `tanh x = 2t₂/(1 + t₂²)` with `t₂ = (n₂/2)/Q`, as
+/// `±1`), `n₂ = x + (x·y)·(p₁ + …) ≈ 2·tanh(x/2)·Q` from the rational `TANH_P32` /
+/// `TANH_Q32`, then the double angle `tanh x = 2t₂/(1 + t₂²)` with `t₂ = (n₂/2)/Q`, as
 /// `n₂·(Q/(Q² + (n₂/2)²))` by one [`SimdLane::quot_wide`]; `f` by one multiplication and one
 /// FMA. With the reciprocal estimate that is 20 vector operations (2 `min`/`max`, 7 MUL, 10
 /// FMA, 1 `vrcp14ps`) against 25 for [`tanh_det`], and the kernels multiply one product per
