@@ -802,7 +802,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     /// and denominators are multiplied separately and divided once per `ln`; layers the plan
     /// marks `near` (f32 tanh, `−1 ≤ wᵀû ≤` [`NEAR_MAX`], x86-64 FMA builds) take their factor
     /// whole from [`Activation::eval_det_near`] (a rational `tanh`, no `exp`; f32 D = 2
-    /// forward+log-det 0.85× the time, D = 16 0.93×, native, Intel host of 2026-12-04) and
+    /// forward+log-det 0.85× the time, D = 16 0.94×, native, Intel host of 2026-12-04) and
     /// multiply only the numerators' product (a branch per layer, the same for every lane).
     #[inline(always)]
     fn fwd_pass<
