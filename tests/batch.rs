@@ -553,6 +553,18 @@ fn math_tanh_det() {
     }
 }
 
+/// `math::tanh_det_near` of 16 values through lane type `V`, `V::LANES` at a time.
+fn near16<V: SimdLane<Scalar = f32>>(xs: &[f32; 16], c: f32, cp1: f32) -> ([f32; 16], [f32; 16]) {
+    let (mut t, mut f) = ([0.0; 16], [0.0; 16]);
+    for o in (0..16).step_by(V::LANES) {
+        let (tv, fv) = math::tanh_det_near(V::from_fn(|j| xs[o + j]), V::splat(c), V::splat(cp1));
+        for j in 0..V::LANES {
+            (t[o + j], f[o + j]) = (tv.lane(j), fv.lane(j));
+        }
+    }
+    (t, f)
+}
+
 /// `tanh_det_near` (f32, the forward kernels' form for layers with `−1 ≤ wᵀû ≤ 1`): `tanh` to
 /// ≤ 4 ulp against libm (the exhaustive test below: 3.69 ulp), `|tanh| ≤ 1 + 2⁻²³`, and the
 /// factor `f = tanh² + cp1·sech²` to a relative error of at most `(2 + 16·|c|)·2⁻²⁴` against an
@@ -584,28 +596,10 @@ fn math_tanh_det_near() {
                     let xs: [f32; 16] = core::array::from_fn(|j| {
                         (a + (b - a) * ((i + j) as f64 / n as f64)) as f32
                     });
-                    let (t, f): ([f32; 16], [f32; 16]) = if lanes16 {
-                        let (t, f) = math::tanh_det_near(
-                            f32x16::from(xs),
-                            f32x16::splat(c),
-                            f32x16::splat(cp1),
-                        );
-                        (t.to_array(), f.to_array())
+                    let (t, f) = if lanes16 {
+                        near16::<f32x16>(&xs, c, cp1)
                     } else {
-                        let half = |o: usize| {
-                            let v: [f32; 8] = core::array::from_fn(|j| xs[o + j]);
-                            let (t, f) = math::tanh_det_near(
-                                f32x8::from(v),
-                                f32x8::splat(c),
-                                f32x8::splat(cp1),
-                            );
-                            (t.to_array(), f.to_array())
-                        };
-                        let ((t0, f0), (t1, f1)) = (half(0), half(8));
-                        (
-                            core::array::from_fn(|j| if j < 8 { t0[j] } else { t1[j - 8] }),
-                            core::array::from_fn(|j| if j < 8 { f0[j] } else { f1[j - 8] }),
-                        )
+                        near16::<f32x8>(&xs, c, cp1)
                     };
                     for j in 0..16 {
                         let x = xs[j] as f64;
@@ -643,23 +637,9 @@ fn math_tanh_det_near() {
     // Special values: ±∞ give (±1, 1) to within an ulp, NaN propagates, ±0 give (0, cp1).
     let sp16: [f32; 16] = core::array::from_fn(|i| SPECIAL[i % 8]);
     for (t, f) in [
-        {
-            let (t, f) =
-                math::tanh_det_near(f32x16::from(sp16), f32x16::splat(0.5), f32x16::splat(1.5));
-            (t.to_array(), f.to_array())
-        },
-        {
-            let lo: [f32; 8] = core::array::from_fn(|i| sp16[i]);
-            let (t, f) = math::tanh_det_near(f32x8::from(lo), f32x8::splat(0.5), f32x8::splat(1.5));
-            let (t, f) = (t.to_array(), f.to_array());
-            (
-                core::array::from_fn(|i| t[i % 8]),
-                core::array::from_fn(|i| f[i % 8]),
-            )
-        },
+        near16::<f32x16>(&sp16, 0.5, 1.5),
+        near16::<f32x8>(&sp16, 0.5, 1.5),
     ] {
-        let t: [f32; 16] = t;
-        let f: [f32; 16] = f;
         for base in [0, 8] {
             assert!(t[base].is_nan() && f[base].is_nan());
             assert!(
