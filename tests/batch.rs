@@ -553,6 +553,69 @@ fn math_tanh_det() {
     }
 }
 
+/// `SimdLane::clamp_sq` (the `vrangeps` form on AVX-512 DQ builds, `min`/`max` elsewhere)
+/// against `c = sign(x)·min(|x|, bound)` and `c·c` computed per element, bit for bit, on
+/// special values, values next to the bound and a dense sweep; in NaN lanes the square is NaN
+/// (and `c` NaN or `±bound`), and they leave their neighbours alone; every lane type.
+#[test]
+fn clamp_sq() {
+    fn run<T: Real, V: SimdLane<Scalar = T>>(bound: T, xs: &[T]) -> usize {
+        let b = bound.as_f64();
+        let mut checked = 0;
+        for chunk in xs.chunks(V::LANES) {
+            let v = V::from_fn(|j| chunk.get(j).copied().unwrap_or(T::ZERO));
+            let (c, y) = v.clamp_sq(V::splat(bound));
+            for (j, &x) in chunk.iter().enumerate() {
+                let (cj, yj) = (c.lane(j), y.lane(j));
+                let (g, gy, x) = (cj.as_f64(), yj.as_f64(), x.as_f64());
+                if x.is_nan() {
+                    assert!(gy.is_nan(), "NaN lane {j}: square {gy:?}");
+                    assert!(g.is_nan() || g.abs() == b, "NaN lane {j}: {g:?}");
+                } else {
+                    let want = x.abs().min(b).copysign(x);
+                    assert_eq!(g.to_bits(), want.to_bits(), "x = {x:?}: {g:?}");
+                    assert_eq!(
+                        yj.as_f64().to_bits(),
+                        (cj * cj).as_f64().to_bits(),
+                        "x = {x:?}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        checked
+    }
+    fn values<T: Real>(bound: T) -> Vec<T> {
+        let mut xs = vec![
+            T::nan(),
+            T::infinity(),
+            T::neg_infinity(),
+            T::ZERO,
+            -T::ZERO,
+            bound,
+            -bound,
+            T::max_value(),
+            T::min_positive_value(),
+            -T::min_positive_value(),
+        ];
+        for i in -2000..=2000 {
+            let x = T::from_f64(f64::from(i) * 0.01);
+            xs.extend([x, -x, bound * (T::ONE + T::from_f64(f64::from(i) * 1e-7))]);
+            if i % 7 == 0 {
+                xs.push(T::nan());
+            }
+        }
+        xs
+    }
+    let (b32, b64) = (9.1f32, 9.1f64);
+    let mut n = 0;
+    n += run::<f32, f32x8>(b32, &values(b32));
+    n += run::<f32, f32x16>(b32, &values(b32));
+    n += run::<f64, f64x4>(b64, &values(b64));
+    n += run::<f64, f64x8>(b64, &values(b64));
+    assert!(n > 4 * 12_000, "{n}");
+}
+
 /// `math::tanh_det_near` of 16 values through lane type `V`, `V::LANES` at a time.
 fn near16<V: SimdLane<Scalar = f32>>(xs: &[f32; 16], c: f32, cp1: f32) -> ([f32; 16], [f32; 16]) {
     let (mut t, mut f) = ([0.0; 16], [0.0; 16]);

@@ -18,9 +18,10 @@ RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --lib 
 # the forward kernels' rational tanh on x86-64 FMA builds, whose bound (4 ulp) is exhaustive.
 RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --test tests \
   math_tanh_det_near_exhaustive -- --ignored --nocapture
-# The f32x16 / f64x8 reciprocal estimates of SimdLane::quot_small (the crate's two unsafe blocks) are
-# compiled only for Intel cores with AVX-512 FP16: lint it whatever the CI host is (a check
-# build, nothing runs; the tests above run it where the host has the feature).
+# The f32x16 / f64x8 reciprocal estimates of SimdLane::quot_small (two of the crate's unsafe blocks) are
+# compiled only for Intel cores with AVX-512 FP16 (and SimdLane::clamp_sq's vrangeps only with
+# AVX-512 DQ): lint them whatever the CI host is (a check build, nothing runs; the tests above
+# run them where the host has the features).
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR-spr" RUSTFLAGS="-C target-cpu=sapphirerapids" \
   cargo clippy --lib --features parallel -- -D warnings
 out=$(RUSTFLAGS="-C target-cpu=native" cargo run --release --quiet --example bench_planar -- --d 3 --k 8 --n 1000 --dtype f64 --reps 1)

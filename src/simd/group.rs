@@ -241,6 +241,15 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
         self.zip(cap, L::min_keep_nan)
     }
     #[inline(always)]
+    fn clamp_sq(self, bound: Self) -> (Self, Self) {
+        let mut c = self;
+        let mut y = self;
+        for m in 0..M {
+            (c.0[m], y.0[m]) = self.0[m].clamp_sq(bound.0[m]);
+        }
+        (c, y)
+    }
+    #[inline(always)]
     fn ln_reduce(self) -> (Self, Self) {
         let fk: [(L, L); M] = core::array::from_fn(|m| self.0[m].ln_reduce());
         (

@@ -69,6 +69,14 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// `min(self, cap)` where `self` is not NaN, and NaN where it is (as
     /// [`SimdLane::max_keep_nan`]). `cap` must not be NaN.
     fn min_keep_nan(self, cap: Self) -> Self;
+    /// `(c, c²)` with `c = sign(self)·min(|self|, bound)`, for a positive, non-NaN `bound`
+    /// whose square is finite; in a NaN lane the square is NaN and `c` unspecified (NaN or
+    /// `±bound`). Three operations either way: by default `c` by [`SimdLane::min_keep_nan`]
+    /// and [`SimdLane::max_keep_nan`], then `c·c`; where the build has AVX-512 DQ (f32x16;
+    /// with AVX-512 VL also f32x8) `c` by one `vrangeps` beside `min(self², bound²)` (the
+    /// same value: rounding is monotone), which leaves one operation instead of three
+    /// between `self` and the square.
+    fn clamp_sq(self, bound: Self) -> (Self, Self);
     /// For a positive normal `x`: `(f, k)` with `x = 2^k·(1 + f)`, `1 + f ∈ [√½, √2)`, `k`
     /// an integer-valued float (musl's `log` reduction). Garbage for other inputs.
     fn ln_reduce(self) -> (Self, Self);
@@ -321,6 +329,10 @@ macro_rules! impl_lanes {
                 }
             }
             #[inline(always)]
+            fn clamp_sq(self, bound: Self) -> (Self, Self) {
+                ClampSq::clamp_sq(self, bound)
+            }
+            #[inline(always)]
             fn quot_small(self, d: Self) -> Self {
                 Quot::quot(self, d)
             }
@@ -343,6 +355,63 @@ macro_rules! impl_lanes {
             }
         }
     };
+}
+
+/// The per-type body of [`SimdLane::clamp_sq`].
+trait ClampSq: Sized {
+    fn clamp_sq(self, bound: Self) -> (Self, Self);
+}
+macro_rules! clamp_by_min_max {
+    ($($v:ty),*) => {$(
+        impl ClampSq for $v {
+            #[inline(always)]
+            fn clamp_sq(self, bound: Self) -> (Self, Self) {
+                let c = self.min_keep_nan(bound).max_keep_nan(-bound);
+                (c, c * c)
+            }
+        }
+    )*};
+}
+clamp_by_min_max!(f64x4, f64x8);
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512dq")))]
+clamp_by_min_max!(f32x16);
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512dq",
+    target_feature = "avx512vl"
+)))]
+clamp_by_min_max!(f32x8);
+
+/// [`SimdLane::clamp_sq`] by `vrangeps` with imm8 = 2: the operand of smaller magnitude, with
+/// the sign of the first (`self`), `sign(x)·min(|x|, bound)` in one instruction. It returns
+/// the second operand where the first is a quiet NaN (seen on the Intel host), so the
+/// NaN is carried by the square, `min_keep_nan(x², bound²)`, instead.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512dq"))]
+mod range {
+    use super::{ClampSq, SimdLane};
+    use wide::f32x16;
+
+    impl ClampSq for f32x16 {
+        #[inline(always)]
+        fn clamp_sq(self, bound: Self) -> (Self, Self) {
+            // SAFETY: `vrangeps` exists wherever avx512dq is enabled (the module's cfg); it
+            // takes and returns values only (no memory access).
+            #[allow(unsafe_code)]
+            let c = unsafe { core::arch::x86_64::_mm512_range_ps::<2>(self.into(), bound.into()) };
+            (c.into(), (self * self).min_keep_nan(bound * bound))
+        }
+    }
+
+    #[cfg(target_feature = "avx512vl")]
+    impl ClampSq for wide::f32x8 {
+        #[inline(always)]
+        fn clamp_sq(self, bound: Self) -> (Self, Self) {
+            // SAFETY: as above, with avx512vl for the 256-bit form.
+            #[allow(unsafe_code)]
+            let c = unsafe { core::arch::x86_64::_mm256_range_ps::<2>(self.into(), bound.into()) };
+            (c.into(), (self * self).min_keep_nan(bound * bound))
+        }
+    }
 }
 
 /// The per-type body of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`].
@@ -369,9 +438,10 @@ quot_by_division!(f32x16, f64x8);
 
 /// The reciprocal estimates of [`SimdLane::quot_small`] and [`SimdLane::quot_wide`] for the
 /// 512-bit types, where [`INTEL_AVX512FP16`] holds (its condition is this module's `cfg`).
-/// The crate's two `unsafe` blocks: `wide` 1.7 has no safe `rcp14` (its `recip` divides), and
-/// `core::arch` intrinsics need `#[target_feature]` on the calling function or an `unsafe`
-/// block even when the build enables the feature.
+/// Two of the crate's five `unsafe` blocks (the others: `vrangeps` in [`SimdLane::clamp_sq`],
+/// the prefetch hints of the batch drivers): `wide` 1.7 has no safe `rcp14` (its `recip`
+/// divides), and `core::arch` intrinsics need `#[target_feature]` on the calling function or
+/// an `unsafe` block even when the build enables the feature.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",

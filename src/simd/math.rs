@@ -358,6 +358,9 @@ const TANH_Q32: [f64; 3] = [
     2.732_379_243_752_802_7e-6,
 ];
 
+/// `2·TANH_Q32`, the denominator's coefficients doubled (exact in binary).
+const TANH_R32: [f64; 3] = [2.0 * TANH_Q32[0], 2.0 * TANH_Q32[1], 2.0 * TANH_Q32[2]];
+
 /// Whether [`tanh_det_near`] takes its rational form for f32 (builds for x86-64 with FMA, where
 /// its error bounds were measured exhaustively; elsewhere it is [`tanh_det`] and a division,
 /// and the forward kernels do not call it).
@@ -369,11 +372,13 @@ pub const TANH_DET_NEAR_RATIONAL: bool = cfg!(all(target_arch = "x86_64", target
 /// layers, see `simd::batch::NEAR_MAX`).
 ///
 /// f32 with [`TANH_DET_NEAR_RATIONAL`]: `x` clamped to `±9.1` (beyond it `tanh` rounds to
-/// `±1`), `n₂ = x + (x·y)·(p₁ + …) ≈ 2·tanh(x/2)·Q` from the rational `TANH_P32` /
-/// `TANH_Q32`, then the double angle `tanh x = 2t₂/(1 + t₂²)` with `t₂ = (n₂/2)/Q`, as
-/// `n₂·(Q/(Q² + (n₂/2)²))` by one [`SimdLane::quot_wide`]; `f` by one multiplication and one
-/// FMA. With the reciprocal estimate that is 20 vector operations (2 `min`/`max`, 7 MUL, 10
-/// FMA, 1 `vrcp14ps`) against 25 for [`tanh_det`], and the kernels multiply one product per
+/// `±1`) and squared by [`SimdLane::clamp_sq`], `n₂ = x + (x·y)·(p₁ + …) ≈ 2·tanh(x/2)·Q`
+/// from the rational `TANH_P32` / `TANH_Q32`, then the double angle `tanh x = 2t₂/(1 + t₂²)`
+/// with `t₂ = (n₂/2)/Q`, as `2n₂·(r/(r² + n₂²))` with `r = 2Q` (the form `n₂·(Q/(Q² +
+/// (n₂/2)²))` scaled by powers of two, one step shorter) by one [`SimdLane::quot_wide`]; `f`
+/// by one multiplication and one FMA. With the reciprocal estimate that is 20 vector
+/// operations (2 `min`/`max` or `vrangeps` and `min`, 6 MUL, 1 ADD, 10 FMA, 1 `vrcp14ps`)
+/// against 25 for [`tanh_det`], and the kernels multiply one product per
 /// layer instead of two (`n` and `d`); [`tanh_det`]'s `exp` is needed only where `sech²` must
 /// be accurate relative to itself (large `c`). The double angle damps the rational's rounding
 /// where `tanh` saturates (by `(1 − t₂²)/(1 + t₂²)`): a direct rational `x·P/Q` for `tanh`,
@@ -396,12 +401,13 @@ pub fn tanh_det_near<L: SimdLane>(x: L, c: L, cp1: L) -> (L, L) {
         let (t, n, d) = tanh_det(x, cp1);
         return (t, n / (d * d));
     }
-    let xc = x.min_keep_nan(k(9.1)).max_keep_nan(k(-9.1));
-    let y = xc * xc;
+    let (xc, y) = x.clamp_sq(k(9.1));
     let n2 = (xc * y).madd(horner(y, &TANH_P32), xc);
-    let q = y.madd(horner(y, &TANH_Q32), L::splat(L::Scalar::ONE));
-    let h = n2 * k(0.5);
-    let t = n2 * q.quot_wide(q.madd(q, h * h));
+    // r = 2Q (coefficients doubled: exact), so tanh x = n₂Q/(Q² + (n₂/2)²) = 2n₂·r/(r² + n₂²)
+    // with every step scaled by a power of two from the form with Q (the same roundings),
+    // but without the halving of n₂ on the dependency chain (one operation shorter).
+    let r = y.madd(horner(y, &TANH_R32), k(2.0));
+    let t = (n2 + n2) * r.quot_wide(r.madd(r, n2 * n2));
     (t, (t * t).madd(-c, cp1))
 }
 
