@@ -553,6 +553,54 @@ fn math_tanh_det() {
     }
 }
 
+/// `SimdLane::load_tile` / `store_tile` (a `LANES × LANES` transpose: 512-bit shuffles for
+/// `f32x16` on AVX-512 builds, sub-tiles of the half-width type otherwise) against the
+/// element-wise definition, bit for bit, at both column offsets of a `2·LANES`-wide point, for
+/// every lane type; `store_tile` writes only its tile.
+#[test]
+fn tiles_transpose() {
+    fn run<T: Real, V: SimdLane<Scalar = T>, const D: usize>() -> usize {
+        let w = V::LANES;
+        assert_eq!(D, 2 * w);
+        let pts: Vec<[T; D]> = (0..w)
+            .map(|j| core::array::from_fn(|i| T::from_f64((j * 1000 + i) as f64 + 0.25)))
+            .collect();
+        let mut checked = 0;
+        for col in [0, w] {
+            let mut out = vec![V::splat(T::ZERO); w];
+            V::load_tile(&pts, col, &mut out);
+            for (i, o) in out.iter().enumerate() {
+                for j in 0..w {
+                    assert_eq!(
+                        o.lane(j).as_f64(),
+                        pts[j][col + i].as_f64(),
+                        "load {col} {i} {j}"
+                    );
+                    checked += 1;
+                }
+            }
+            let mut back = vec![[T::from_f64(-1.0); D]; w];
+            V::store_tile(&out, &mut back, col);
+            for j in 0..w {
+                for i in 0..D {
+                    let want = if (col..col + w).contains(&i) {
+                        pts[j][i]
+                    } else {
+                        T::from_f64(-1.0)
+                    };
+                    assert_eq!(back[j][i].as_f64(), want.as_f64(), "store {col} {j} {i}");
+                }
+            }
+        }
+        checked
+    }
+    let n = run::<f32, f32x8, 16>()
+        + run::<f32, f32x16, 32>()
+        + run::<f64, f64x4, 8>()
+        + run::<f64, f64x8, 16>();
+    assert_eq!(n, 2 * (64 + 256 + 16 + 64));
+}
+
 /// `SimdLane::clamp_sq` (the `vrangeps` form on AVX-512 DQ builds, `min`/`max` elsewhere)
 /// against `c = sign(x)·min(|x|, bound)` and `c·c` computed per element, bit for bit, on
 /// special values, values next to the bound and a dense sweep; in NaN lanes the square is NaN
