@@ -120,7 +120,7 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
 }
 
 macro_rules! impl_lanes {
-    ($v:ty, $t:ty, $n:expr, $h:ty, $hn:expr, $u:ty, $mbits:expr, $k_off:expr, $sqrt_half_bits:expr, $magic_bits:expr) => {
+    ($v:ty, $t:ty, $n:expr, $u:ty, $mbits:expr, $k_off:expr, $sqrt_half_bits:expr, $magic_bits:expr) => {
         impl Lane for $v {
             type Scalar = $t;
             const LANES: usize = $n;
@@ -198,57 +198,13 @@ macro_rules! impl_lanes {
                 }
             }
             const FAST_TILE: bool = cfg!(target_feature = "avx");
-            // Sub-tiles of the `$hn`-lane type `$h` (whose `transpose` is shuffle-based with
-            // AVX), joined into / split from the `$n`-lane rows by array copies.
             #[inline(always)]
             fn load_tile<const D: usize>(pts: &[[$t; D]], col: usize, out: &mut [Self]) {
-                if <Self as Tile>::NATIVE {
-                    return <Self as Tile>::load_tile(pts, col, out);
-                }
-                const H: usize = $hn;
-                const B: usize = $n / $hn;
-                let mut parts = [[[<$h>::ZERO; H]; B]; B];
-                for (bj, pj) in parts.iter_mut().enumerate() {
-                    for (bi, pji) in pj.iter_mut().enumerate() {
-                        let c0 = col + bj * H;
-                        *pji = <$h>::transpose(core::array::from_fn(|j| {
-                            let mut a = [0.0 as $t; H];
-                            a.copy_from_slice(&pts[bi * H + j][c0..c0 + H]);
-                            <$h>::new(a)
-                        }));
-                    }
-                }
-                for (bj, pj) in parts.iter().enumerate() {
-                    for i in 0..H {
-                        let mut r = [0.0 as $t; $n];
-                        for (bi, pji) in pj.iter().enumerate() {
-                            r[bi * H..bi * H + H].copy_from_slice(&pji[i].to_array());
-                        }
-                        out[bj * H + i] = <$v>::new(r);
-                    }
-                }
+                Tile::load_tile(pts, col, out)
             }
             #[inline(always)]
             fn store_tile<const D: usize>(v: &[Self], pts: &mut [[$t; D]], col: usize) {
-                if <Self as Tile>::NATIVE {
-                    return <Self as Tile>::store_tile(v, pts, col);
-                }
-                const H: usize = $hn;
-                const B: usize = $n / $hn;
-                for bj in 0..B {
-                    let rows: [[$t; $n]; H] = core::array::from_fn(|i| v[bj * H + i].to_array());
-                    for bi in 0..B {
-                        let t = <$h>::transpose(core::array::from_fn(|i| {
-                            let mut a = [0.0 as $t; H];
-                            a.copy_from_slice(&rows[i][bi * H..bi * H + H]);
-                            <$h>::new(a)
-                        }));
-                        let c0 = col + bj * H;
-                        for (j, tj) in t.iter().enumerate() {
-                            pts[bi * H + j][c0..c0 + H].copy_from_slice(&tj.to_array());
-                        }
-                    }
-                }
+                Tile::store_tile(v, pts, col)
             }
             #[inline(always)]
             fn lt(self, other: Self) -> Self {
@@ -363,28 +319,68 @@ macro_rules! impl_lanes {
     };
 }
 
-/// A per-type `LANES × LANES` transpose for [`SimdLane::load_tile`] /
-/// [`SimdLane::store_tile`] where one exists (`NATIVE`); otherwise they transpose in sub-tiles
-/// of the half-width type.
+/// The per-type body of [`SimdLane::load_tile`] / [`SimdLane::store_tile`].
 trait Tile: Sized {
-    const NATIVE: bool;
     type S;
     fn load_tile<const D: usize>(pts: &[[Self::S; D]], col: usize, out: &mut [Self]);
     fn store_tile<const D: usize>(v: &[Self], pts: &mut [[Self::S; D]], col: usize);
 }
-macro_rules! no_native_tile {
-    ($($v:ty: $t:ty),*) => {$(
+macro_rules! tile_by_halves {
+    ($($v:ty: $t:ty, $n:expr, $h:ty, $hn:expr);*) => {$(
         impl Tile for $v {
-            const NATIVE: bool = false;
             type S = $t;
-            fn load_tile<const D: usize>(_: &[[$t; D]], _: usize, _: &mut [Self]) {}
-            fn store_tile<const D: usize>(_: &[Self], _: &mut [[$t; D]], _: usize) {}
+            // Sub-tiles of the `$hn`-lane type `$h` (whose `transpose` is shuffle-based with
+            // AVX), joined into / split from the `$n`-lane rows by array copies.
+            #[inline(always)]
+            fn load_tile<const D: usize>(pts: &[[$t; D]], col: usize, out: &mut [Self]) {
+                const H: usize = $hn;
+                const B: usize = $n / $hn;
+                let mut parts = [[[<$h>::ZERO; H]; B]; B];
+                for (bj, pj) in parts.iter_mut().enumerate() {
+                    for (bi, pji) in pj.iter_mut().enumerate() {
+                        let c0 = col + bj * H;
+                        *pji = <$h>::transpose(core::array::from_fn(|j| {
+                            let mut a = [0.0 as $t; H];
+                            a.copy_from_slice(&pts[bi * H + j][c0..c0 + H]);
+                            <$h>::new(a)
+                        }));
+                    }
+                }
+                for (bj, pj) in parts.iter().enumerate() {
+                    for i in 0..H {
+                        let mut r = [0.0 as $t; $n];
+                        for (bi, pji) in pj.iter().enumerate() {
+                            r[bi * H..bi * H + H].copy_from_slice(&pji[i].to_array());
+                        }
+                        out[bj * H + i] = <$v>::new(r);
+                    }
+                }
+            }
+            #[inline(always)]
+            fn store_tile<const D: usize>(v: &[Self], pts: &mut [[$t; D]], col: usize) {
+                const H: usize = $hn;
+                const B: usize = $n / $hn;
+                for bj in 0..B {
+                    let rows: [[$t; $n]; H] = core::array::from_fn(|i| v[bj * H + i].to_array());
+                    for bi in 0..B {
+                        let t = <$h>::transpose(core::array::from_fn(|i| {
+                            let mut a = [0.0 as $t; H];
+                            a.copy_from_slice(&rows[i][bi * H..bi * H + H]);
+                            <$h>::new(a)
+                        }));
+                        let c0 = col + bj * H;
+                        for (j, tj) in t.iter().enumerate() {
+                            pts[bi * H + j][c0..c0 + H].copy_from_slice(&tj.to_array());
+                        }
+                    }
+                }
+            }
         }
     )*};
 }
-no_native_tile!(f32x8: f32, f64x4: f64, f64x8: f64);
+tile_by_halves!(f32x8: f32, 8, f32x8, 8; f64x4: f64, 4, f64x4, 4; f64x8: f64, 8, f64x4, 4);
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-no_native_tile!(f32x16: f32);
+tile_by_halves!(f32x16: f32, 16, f32x8, 8);
 
 /// The `f32x16` tile transpose in 512-bit shuffles: 64 (`vunpcklps`/`vunpckhps`,
 /// `vunpcklpd`/`vunpckhpd`, two rounds of `vshuff32x4`) against 96 256-bit shuffles and 16
@@ -444,7 +440,6 @@ mod tile512 {
     }
 
     impl Tile for f32x16 {
-        const NATIVE: bool = true;
         type S = f32;
         #[inline(always)]
         fn load_tile<const D: usize>(pts: &[[f32; D]], col: usize, out: &mut [Self]) {
@@ -628,8 +623,6 @@ impl_lanes!(
     f32x8,
     f32,
     8,
-    f32x8,
-    8,
     wide::u32x8,
     23,
     8388608.0 + 127.0,
@@ -640,8 +633,6 @@ impl_lanes!(
     f32x16,
     f32,
     16,
-    f32x8,
-    8,
     wide::u32x16,
     23,
     8388608.0 + 127.0,
@@ -651,8 +642,6 @@ impl_lanes!(
 impl_lanes!(
     f64x4,
     f64,
-    4,
-    f64x4,
     4,
     wide::u64x4,
     52,
@@ -664,8 +653,6 @@ impl_lanes!(
     f64x8,
     f64,
     8,
-    f64x4,
-    4,
     wide::u64x8,
     52,
     4503599627370496.0 + 1023.0,
