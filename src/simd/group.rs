@@ -242,12 +242,11 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
     }
     #[inline(always)]
     fn clamp_sq(self, bound: Self) -> (Self, Self) {
-        let mut c = self;
-        let mut y = self;
-        for m in 0..M {
-            (c.0[m], y.0[m]) = self.0[m].clamp_sq(bound.0[m]);
-        }
-        (c, y)
+        let cy: [(L, L); M] = core::array::from_fn(|m| self.0[m].clamp_sq(bound.0[m]));
+        (
+            Group(core::array::from_fn(|m| cy[m].0)),
+            Group(core::array::from_fn(|m| cy[m].1)),
+        )
     }
     #[inline(always)]
     fn ln_reduce(self) -> (Self, Self) {
