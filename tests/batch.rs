@@ -1488,6 +1488,115 @@ where
     assert_eq!(failed, want_failed);
 }
 
+/// `LaneSolve::solve_lanes_det` (the batched inverse's solver) against an f64 root, for every
+/// lane type and for `wᵀû` inside `(−1, 1]` (f32 FMA builds: Newton's method on the rational
+/// `tanh`, `simd::math::tanh_rational`) and outside it (the `exp` form), over `y` from `1e−30`
+/// to `1e20`. Bounds, with `F′ = 1 + c·sech² α` at the f64 root `α₀` and `t₀ = tanh α₀`
+/// (`ε` the unit roundoff): `α` within `2ε·(|α₀| + (|α₀| + 8|c·t₀|)/F′)` (the last rounding;
+/// the residual's, `|y| ≤ |α| + |c|`, and `tanh`'s ≤ 4 ulp, divided by the slope), `h` within `6ε|t₀| + sech²α₀·Δα`, the factor within `(8 + 16·min(|c|, 1))·ε` of
+/// `(1 + c) − c·t₀²` relative, plus `2|c·t₀|·sech²α₀·Δα` (`1 + c` the rounded one the layer
+/// holds). Returns the largest ratio of error to bound seen.
+fn solve_det_lanes<T: Real, L: SimdLane<Scalar = T>>() -> f64 {
+    use flowcore::Activation;
+    use flowcore::simd::LaneSolve;
+    let eps = T::EPS.to_f64_lossy() / 2.0;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    let mut worst = 0.0f64;
+    let cs = [
+        -0.999_999, -0.999, -0.5, -1e-3, 1e-7, 0.3, 0.999, 1.0, 1.001, 3.0, 40.0,
+    ];
+    for &c in &cs {
+        let (c, cp1) = (T::from_f64(c), T::from_f64(1.0 + c));
+        let (c64, cp1_64) = (c.to_f64_lossy(), cp1.to_f64_lossy());
+        for &scale in &[1e-30, 1e-3, 0.3, 1.0, 3.0, 10.0, 1e4, 1e20] {
+            for _ in 0..64 {
+                let ys: [[T; 64]; 2] = core::array::from_fn(|_| {
+                    core::array::from_fn(|_| T::from_f64(scale * normal(&mut rng)))
+                });
+                let y: [L; 2] = core::array::from_fn(|m| L::from_fn(|j| ys[m][j % ys[m].len()]));
+                let r = Tanh.solve_lanes_det(y, c, cp1, true);
+                for m in 0..2 {
+                    for j in 0..L::LANES {
+                        let y64 = ys[m][j].to_f64_lossy();
+                        let (a0, _) = <Tanh as Activation<f64>>::solve(&Tanh, y64, c64, 1.0 + c64)
+                            .expect("f64 root");
+                        let t0 = a0.tanh();
+                        let s0 = 1.0 / (a0.cosh() * a0.cosh());
+                        let fp = 1.0 + c64 * s0;
+                        let ta = 2.0 * eps * (a0.abs() + (a0.abs() + 8.0 * (c64 * t0).abs()) / fp)
+                            + 1e-300;
+                        let th = 6.0 * eps * t0.abs() + s0 * ta + 1e-300;
+                        // (1 + c) − c·t₀² without cancellation: two non-negative terms for
+                        // c < 0; for c > 0 the rounding of the layer's 1 + c, then
+                        // 1 + c·sech² α₀.
+                        let d0 = if c64 < 0.0 {
+                            cp1_64 - c64 * t0 * t0
+                        } else {
+                            (cp1_64 - (1.0 + c64)) + (1.0 + c64 * s0)
+                        };
+                        let td = (8.0 + 16.0 * c64.abs().min(1.0)) * eps * d0
+                            + 2.0 * (c64 * t0).abs() * s0 * ta;
+                        let [a, h, d] = r[m].map(|v| v.lane(j).to_f64_lossy());
+                        for (got, want, tol, what) in
+                            [(a, a0, ta, "α"), (h, t0, th, "h"), (d, d0, td, "det")]
+                        {
+                            let e = (got - want).abs() / tol;
+                            assert!(
+                                e <= 1.0,
+                                "{what}: c={c64} y={y64}: {got} vs {want} (bound {tol:e})"
+                            );
+                            worst = worst.max(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn solve_lanes_det_agrees_with_f64() {
+    use flowcore::simd::Group;
+    let w = [
+        solve_det_lanes::<f32, f32x8>(),
+        solve_det_lanes::<f32, f32x16>(),
+        solve_det_lanes::<f32, Group<f32x16, 3>>(),
+        solve_det_lanes::<f64, f64x4>(),
+        solve_det_lanes::<f64, f64x8>(),
+    ];
+    println!("solve_lanes_det: largest error / bound {w:.3?}");
+}
+
+/// A fuzz-replay finding in the rational path of `solve_lanes_det`: f32, `wᵀû = −1` after
+/// rounding with `1 + wᵀû = 2.4676388e−18`, `y = 3961.0571`. The start `y/(1 + c)` times the
+/// scaling `1/(1 + c)` overflowed, the step went to −∞ and then passed the test `|δ| ≤ 2ε|α|`
+/// as ∞ ≤ ∞, so the lane was returned as NaN while the scalar solver finds the root. Now
+/// such a lane goes to the bracketed fallback: the root matches the scalar one.
+#[test]
+fn solve_lanes_det_overflowing_start_falls_back() {
+    use flowcore::Activation;
+    use flowcore::simd::LaneSolve;
+    fn check<L: SimdLane<Scalar = f32>>() {
+        let (c, cp1) = (-1.0f32, 2.467_638_8e-18f32);
+        for y in [3961.0571f32, -3961.0571, 1e30, 5.0, 1e-3] {
+            let (want, _) = Activation::<f32>::solve(&Tanh, y, c, cp1).unwrap();
+            let [r] = Tanh.solve_lanes_det([L::splat(y)], c, cp1, true);
+            let [a, h, d] = r.map(|v| v.lane(0));
+            assert!(err_ulp32(a, want as f64) <= 2.0, "y={y}: α {a} vs {want}");
+            let t = (want as f64).tanh();
+            assert!(
+                (h as f64 - t).abs() <= 4e-7 * t.abs(),
+                "y={y}: h {h} vs {t}"
+            );
+            let dw = cp1 as f64 - c as f64 * t * t;
+            assert!((d as f64 - dw).abs() <= 2e-6 * dw, "y={y}: det {d} vs {dw}");
+        }
+    }
+    check::<f32x8>();
+    check::<f32x16>();
+}
+
 /// The forward kernels' two forms of a tanh layer's determinant factor side by side: layers
 /// with `wᵀû` just inside and just outside `[−1, 1]` (f32 builds with FMA take the rational
 /// `tanh_det_near` for the former, `tanh_det`'s `n/d²` for the latter), at the ends of the
