@@ -1611,7 +1611,28 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // sweeps 6 (f32 D = 16: 1.63–1.72 ns per point-layer against 1.79–1.92 with 4, 1.84–1.95
         // with 5, 1.71–1.76 with 8, 2.4–2.5 with 2; f32 D = 8: 1.36–1.42 against 1.44 with 5,
         // 1.63 with 8; f64 flat within noise from 4 to 8; Zen 4 2026-12-03: 4 within 3 %).
-        if D <= 4 {
+        //
+        // f32 flows whose layers mostly take the rational path of `Tanh`'s
+        // `LaneSolve::solve_lanes_det` (less state per chunk: `[α, δ, t]` against five
+        // values) on AVX-512 builds (the `Group` solve): 6 (Intel host of 2026-12-04, native,
+        // alternated runs: inverse 0.88× the time of 4 at f32 D = 2, 0.87× at D = 3, 0.90–0.93×
+        // at D = 1; 8 chunks 1.25×; with the `exp` form in most layers 6 took 1.07× the time of
+        // 4, and f64 D = 2 1.20×).
+        let near = self
+            .layers()
+            .iter()
+            .filter(|l| {
+                let c = l.w_dot_u_hat();
+                A::NEAR_DET
+                    && T::BITS == 32
+                    && crate::simd::math::TANH_DET_NEAR_RATIONAL
+                    && c > -T::ONE
+                    && c <= T::from_f64(NEAR_MAX)
+            })
+            .count();
+        if D <= 4 && cfg!(target_feature = "avx512f") && 2 * near >= K && K > 0 {
+            self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
+        } else if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else if fuse_sweeps::<D>() {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
