@@ -159,7 +159,10 @@ impl<T: Real> LaneSolve<T> for Tanh {
     /// forward kernels' rational `tanh` (≤ 3.69 ulp) instead of `exp`: `F = α − y + c·t`,
     /// `F′ = (1 + c) − c·t²` (two non-negative terms for `c ∈ [−1, 1]`: no cancellation),
     /// both divided by `s = min(1, 1 + c)` so that the divisor `F′/s ≥ 1` suits
-    /// [`SimdLane::quot_wide`] for every such `c`. The root's `h` is carried from `t` as in
+    /// [`SimdLane::quot_wide`] for every such `c` (for `c > 0` it can be `1 − 2⁻²²·c` where
+    /// `|t|` rounds an ulp above 1: the estimate's relative error bounds do not depend on
+    /// `|d| ≥ 1`, which keeps the quotient's magnitude at most the numerator's; a quotient
+    /// that overflows fails the step test and goes to the fallback). The root's `h` is carried from `t` as in
     /// the other path and the factor is `(1 + c) − c·h²`, which is accurate relative to
     /// itself as in the forward kernels (`simd::math::tanh_det_near`). About 26 vector
     /// operations per iteration against 35, and a shorter finish: the f32 inverse took 0.94×
