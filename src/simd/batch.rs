@@ -181,11 +181,7 @@ impl<T: Real> LaneSolve<T> for Tanh {
         est_quot: bool,
     ) -> [[L; 3]; M] {
         // 1 + c ≥ 2^−100 keeps F′/s ≤ 2/(1 + c) within `quot_wide`'s range.
-        let near = T::BITS == 32
-            && crate::simd::math::TANH_DET_NEAR_RATIONAL
-            && c != T::ZERO
-            && c <= T::from_f64(NEAR_MAX)
-            && cp1 >= T::from_f64(7.888609052210118e-31);
+        let near = rational_near(c) && c != T::ZERO && cp1 >= T::from_f64(7.888609052210118e-31);
         if near {
             self.solve_near(y, c, cp1, est_quot)
         } else {
@@ -615,6 +611,18 @@ struct FwdPlan<const K: usize> {
 /// cancel more and the layer takes the `n/d²` form.
 pub(crate) const NEAR_MAX: f64 = 1.0;
 
+/// Whether a tanh layer with `wᵀû = c` may take the rational `tanh` of
+/// `simd::math::tanh_det_near`: f32, x86-64 FMA builds, `−1 ≤ c ≤` [`NEAR_MAX`] (the forward
+/// kernels' plan, the inverse's solver and its choice of chunks per pass add their own
+/// conditions).
+#[inline]
+fn rational_near<T: Real>(c: T) -> bool {
+    T::BITS == 32
+        && crate::simd::math::TANH_DET_NEAR_RATIONAL
+        && c >= -T::ONE
+        && c <= T::from_f64(NEAR_MAX)
+}
+
 fn fwd_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
     layers: &[Planar<T, D, A>; K],
 ) -> FwdPlan<K> {
@@ -630,12 +638,7 @@ fn fwd_plan<T: Real, const D: usize, const K: usize, A: Activation<T>>(
         });
     let near = core::array::from_fn(|k| {
         let c = layers[k].w_dot_u_hat();
-        split
-            && A::NEAR_DET
-            && T::BITS == 32
-            && crate::simd::math::TANH_DET_NEAR_RATIONAL
-            && c >= -T::ONE
-            && c <= T::from_f64(NEAR_MAX)
+        split && A::NEAR_DET && rational_near(c)
     });
     FwdPlan {
         split,
@@ -1626,11 +1629,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             .iter()
             .filter(|l| {
                 let c = l.w_dot_u_hat();
-                A::NEAR_DET
-                    && T::BITS == 32
-                    && crate::simd::math::TANH_DET_NEAR_RATIONAL
-                    && c > -T::ONE
-                    && c <= T::from_f64(NEAR_MAX)
+                A::NEAR_DET && rational_near(c) && c > -T::ONE
             })
             .count();
         if D <= 4 && cfg!(target_feature = "avx512f") && 2 * near >= K && K > 0 {
