@@ -929,7 +929,19 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   `log_prob_normalizing` 0.959×, `sample` 0.978×, `forward` 1.018×), (6, 6) 0.974×,
 ///   0.970×, 0.982×, (8, 4) 1.052×, (6, 2) 1.050×, (4, 2) 1.054×, (2, 2) 1.445×: f32 D > 8
 ///   takes (4, 4) on builds for such a core.
+/// * AMD EPYC Zen 3 host of 2026-12-04 (AVX2 and FMA, no AVX-512: 16 vector registers of 256
+///   bits; built for it, `simd::lanes::AVX2_ONLY`), native, alternated runs, 3-4 rounds:
+///   f32 D = 16 (4, 4) 0.897×, (8, 4) 0.880×, (12, 4) 0.898×, (16, 4) 0.901×, (8, 2) 0.988×,
+///   (6, 6) 0.999×, (8, 8) 1.120× the time of (4, 2), and in a second series (8, 4) 0.971×,
+///   (12, 4) 0.982×, (6, 3) 1.003×, (6, 6) 1.240× the time of (4, 4); f32 D = 8 (8, 4)
+///   0.871×, (6, 3) 0.914×, (4, 4) 0.969×, (4, 2) 1.076× the time of (6, 6); f64 D = 16
+///   (6, 3) 0.853×, (8, 4) 0.879×, (4, 4) 0.886× the time of (4, 2); f64 D = 8 (4, 4)
+///   0.986×, (8, 4) 1.024×, (6, 6) 1.118× the time of (6, 3), kept; D = 2 kept (f32 (8, 4)
+///   1.017×, (6, 3) 1.026×, (4, 4) 1.216× the time of (6, 6); f64 (6, 6) 0.992×, (8, 4)
+///   0.999×, (4, 4) 1.065× the time of (6, 3)). So the fused sweeps take (8, 4) for f32 and
+///   f64 D > 8 (6, 3) on such builds.
 const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
+    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16};
     let f64 = bits == 64;
     if D <= 2 {
         if f64 { (6, 3) } else { (6, 6) }
@@ -937,13 +949,15 @@ const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
         (4, 4)
     } else if !fuse_sweeps::<D>() {
         (2, 2)
+    } else if AVX2_ONLY && !f64 {
+        (8, 4)
     } else if D <= 8 && !f64 {
         (6, 6)
-    } else if D <= 8 {
+    } else if D <= 8 || (AVX2_ONLY && f64) {
         (6, 3)
-    } else if crate::simd::lanes::INTEL_AVX512FP16 && !f64 {
+    } else if INTEL_AVX512FP16 && !f64 {
         (4, 4)
-    } else if crate::simd::lanes::INTEL_AVX512FP16 {
+    } else if INTEL_AVX512FP16 {
         (8, 4)
     } else {
         (4, 2)
@@ -1624,6 +1638,12 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // alternated runs: inverse 0.88× the time of 4 at f32 D = 2, 0.87× at D = 3, 0.90–0.93×
         // at D = 1; 8 chunks 1.25×; with the `exp` form in most layers 6 took 1.07× the time of
         // 4, and f64 D = 2 1.20×).
+        //
+        // AVX2 builds without AVX-512 (16 vector registers; `simd::lanes::AVX2_ONLY`), D ≤ 4:
+        // 3 (Zen 3 host of 2026-12-04, native, alternated runs: f32 inverse 0.67× the time
+        // of 4 at D = 1, 0.73× at D = 2, 0.77× at D = 3; f64 D = 2 0.88×; 2 chunks 0.82–0.93×,
+        // 6 and 8 0.98–1.01×: four chunks' state spills). The fused sweeps keep 6 there (f32
+        // D = 16: 2 chunks 0.97–0.98×, 3 1.00×, 8 1.01×; f64 D = 16: 3 0.94×, 2 0.98–1.00×).
         let near = self
             .layers()
             .iter()
@@ -1632,7 +1652,9 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
                 A::NEAR_DET && rational_near(c) && c > -T::ONE
             })
             .count();
-        if D <= 4 && cfg!(target_feature = "avx512f") && 2 * near >= K && K > 0 {
+        if D <= 4 && crate::simd::lanes::AVX2_ONLY {
+            self.inv_drive_m::<3>(x, z, out, log_prob, &flush)
+        } else if D <= 4 && cfg!(target_feature = "avx512f") && 2 * near >= K && K > 0 {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
         } else if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)

@@ -607,6 +607,18 @@ pub(crate) const INTEL_AVX512FP16: bool = cfg!(all(
     target_feature = "avx512fp16"
 ));
 
+/// Whether the build targets an x86-64 core with AVX2 and FMA but no AVX-512 (e.g.
+/// `-C target-cpu=native` on Zen 3 or on a client Intel core): 16 vector registers of 256
+/// bits, so the lane types are `f32x8` / `f64x4` and fewer chunks fit the registers. The
+/// forward kernels' shapes (`fwd_shape` in `simd/batch.rs`) and the inverse's chunk count
+/// are tuned for it (on the Zen 3 host of 2026-12-04).
+pub(crate) const AVX2_ONLY: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    not(target_feature = "avx512f")
+));
+
 /// The unsigned integer of a float's bit pattern.
 trait FloatBits {
     type U;
