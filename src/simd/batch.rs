@@ -1510,8 +1510,12 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // (f64) the time). With the fused sweeps (D ≥ 8, 6 chunks) chunk by chunk, where
             // the group's state spills (the group took 1.02× / 1.11× the time at D = 16), and
             // without AVX-512 (16 vector registers: in the default SSE2 build the group took
-            // 1.51× / 1.46× the time).
-            let r: [[L; 3]; M] = if fused || !cfg!(target_feature = "avx512f") {
+            // 1.51× / 1.46× the time), except in AVX2 builds, whose 3 chunks fit as a group
+            // (Zen 3 host of 2026-12-04, native, alternated runs: chunk by chunk took 1.07–1.09×
+            // (f32 D = 2; `log_prob` 1.07–1.10×) and 1.22–1.25× (f64 D = 2) the time, f32 D = 1
+            // 1.07×, f64 D = 3 1.15–1.18×; f32 D = 3 within noise).
+            let grouped = cfg!(target_feature = "avx512f") || crate::simd::lanes::AVX2_ONLY;
+            let r: [[L; 3]; M] = if fused || !grouped {
                 layer.activation().solve_lanes_det(y, c, cp1, !fused)
             } else {
                 let [g] = layer
