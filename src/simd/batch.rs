@@ -953,7 +953,7 @@ const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
         (8, 4)
     } else if D <= 8 && !f64 {
         (6, 6)
-    } else if D <= 8 || (AVX2_ONLY && f64) {
+    } else if D <= 8 || AVX2_ONLY {
         (6, 3)
     } else if INTEL_AVX512FP16 && !f64 {
         (4, 4)
@@ -1513,8 +1513,10 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // 1.51× / 1.46× the time), except in AVX2 builds, whose 3 chunks fit as a group
             // (Zen 3 host of 2026-12-04, native, alternated runs: chunk by chunk took 1.07–1.09×
             // (f32 D = 2; `log_prob` 1.07–1.10×) and 1.22–1.25× (f64 D = 2) the time, f32 D = 1
-            // 1.07×, f64 D = 3 1.15–1.18×; f32 D = 3 within noise).
-            let grouped = cfg!(target_feature = "avx512f") || crate::simd::lanes::AVX2_ONLY;
+            // 1.07×, f64 D = 3 1.15–1.18×; f32 D = 3 within noise; 4 < D < 8 not measured, so
+            // kept chunk by chunk).
+            let grouped =
+                cfg!(target_feature = "avx512f") || (crate::simd::lanes::AVX2_ONLY && D <= 4);
             let r: [[L; 3]; M] = if fused || !grouped {
                 layer.activation().solve_lanes_det(y, c, cp1, !fused)
             } else {
