@@ -611,6 +611,14 @@ struct FwdPlan<const K: usize> {
 /// cancel more and the layer takes the `n/d²` form.
 pub(crate) const NEAR_MAX: f64 = 1.0;
 
+/// Whether the batched inverse takes its AVX2 form: builds with AVX2 and without AVX-512
+/// (16 vector registers, `simd::lanes::AVX2_ONLY`) and `D ≤ 4` solve 3 chunks per pass
+/// (`Flow::inv_drive`) as one `Group` (`Flow::inv_group`). One predicate for both choices,
+/// which were measured together (Zen 3 host of 2026-12-04).
+const fn avx2_small_inverse<const D: usize>() -> bool {
+    crate::simd::lanes::AVX2_ONLY && D <= 4
+}
+
 /// Whether a tanh layer with `wᵀû = c` may take the rational `tanh` of
 /// `simd::math::tanh_det_near`: f32, x86-64 FMA builds, `−1 ≤ c ≤` [`NEAR_MAX`] (the forward
 /// kernels' plan, the inverse's solver and its choice of chunks per pass add their own
@@ -1515,8 +1523,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // (f32 D = 2; `log_prob` 1.07–1.10×) and 1.22–1.25× (f64 D = 2) the time, f32 D = 1
             // 1.07×, f64 D = 3 1.15–1.18×; f32 D = 3 within noise; 4 < D < 8 not measured, so
             // kept chunk by chunk).
-            let grouped =
-                cfg!(target_feature = "avx512f") || (crate::simd::lanes::AVX2_ONLY && D <= 4);
+            let grouped = cfg!(target_feature = "avx512f") || avx2_small_inverse::<D>();
             let r: [[L; 3]; M] = if fused || !grouped {
                 layer.activation().solve_lanes_det(y, c, cp1, !fused)
             } else {
@@ -1650,17 +1657,21 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // of 4 at D = 1, 0.73× at D = 2, 0.77× at D = 3; f64 D = 2 0.88×; 2 chunks 0.82–0.93×,
         // 6 and 8 0.98–1.01×: four chunks' state spills). The fused sweeps keep 6 there (f32
         // D = 16: 2 chunks 0.97–0.98×, 3 1.00×, 8 1.01×; f64 D = 16: 3 0.94×, 2 0.98–1.00×).
-        let near = self
-            .layers()
-            .iter()
-            .filter(|l| {
-                let c = l.w_dot_u_hat();
-                A::NEAR_DET && rational_near(c) && c > -T::ONE
-            })
-            .count();
-        if D <= 4 && crate::simd::lanes::AVX2_ONLY {
+        // Layers on the rational path, counted only where the choice depends on them.
+        let mostly_near = || {
+            let near = self
+                .layers()
+                .iter()
+                .filter(|l| {
+                    let c = l.w_dot_u_hat();
+                    A::NEAR_DET && rational_near(c) && c > -T::ONE
+                })
+                .count();
+            2 * near >= K && K > 0
+        };
+        if avx2_small_inverse::<D>() {
             self.inv_drive_m::<3>(x, z, out, log_prob, &flush)
-        } else if D <= 4 && cfg!(target_feature = "avx512f") && 2 * near >= K && K > 0 {
+        } else if D <= 4 && cfg!(target_feature = "avx512f") && mostly_near() {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
         } else if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
