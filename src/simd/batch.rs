@@ -948,10 +948,23 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   1.017×, (6, 3) 1.026×, (4, 4) 1.216× the time of (6, 6); f64 (6, 6) 0.992×, (8, 4)
 ///   0.999×, (4, 4) 1.065× the time of (6, 3)). So the fused sweeps take (8, 4) for f32 and
 ///   f64 D > 8 (6, 3) on such builds.
-const fn fwd_shape<const D: usize>(bits: u32) -> (usize, usize) {
-    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16};
+/// * The same Zen 3 host, 2026-12-05, the **default build** (x86-64 baseline: SSE2, no FMA;
+///   `simd::lanes::SSE_ONLY`), which no earlier tuning had measured: `forward_log_det` with
+///   (6, 3) against the shapes above, alternated runs in one binary, 3–4 rounds: f32 D = 1
+///   0.95–0.98×, D = 2 0.93–0.95×, D = 3 0.94–0.96×, D = 8 0.94×, D = 16 **0.906×**; f64 D = 3
+///   0.90×, D = 16 0.93× ((8, 4) 0.93–0.96× at f32, 0.94× at f64 D = 16; (4, 4), (4, 2),
+///   (2, 2) slower; f64 D ≤ 2 and D = 8 had (6, 3) already). `log_prob_normalizing` alike
+///   (0.93–0.97× at f32 D ≤ 8, 0.89× at D = 16, 0.93× at f64 D = 3 and 16). `forward` (no
+///   log-det) only at D = 16: 0.868× f32, 0.896× f64, but 1.10–1.23× *slower* at f32 D = 1,
+///   2, 3 and 8 (its lighter layer keeps more chunks busy) and 1.00–1.02× at f64 D = 3; the
+///   sampler within noise (0.99–1.05×). So such builds take (6, 3) for the kernels with a
+///   log-det at every D outside 4 < D < 8, and for `forward` at D > 8.
+const fn fwd_shape<const D: usize>(bits: u32, log_det: bool) -> (usize, usize) {
+    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16, SSE_ONLY};
     let f64 = bits == 64;
-    if D <= 2 {
+    if SSE_ONLY && (D <= 4 || D >= 8) && (log_det || D > 8) {
+        (6, 3)
+    } else if D <= 2 {
         if f64 { (6, 3) } else { (6, 6) }
     } else if D <= 4 {
         (4, 4)
@@ -1021,12 +1034,12 @@ mod tests {
     fn shapes_are_dispatched() {
         macro_rules! each_d {
             ($($d:literal),*) => {
-                for bits in [32, 64] {
+                for (bits, ld) in [(32, false), (32, true), (64, false), (64, true)] {
                     $(
-                        let (m, g) = fwd_shape::<$d>(bits);
+                        let (m, g) = fwd_shape::<$d>(bits, ld);
                         assert!(
                             [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (2, 2)].contains(&(m, g)),
-                            "D = {}, {bits} bits: ({m}, {g})", $d
+                            "D = {}, {bits} bits, log-det {ld}: ({m}, {g})", $d
                         );
                         assert!(m.is_multiple_of(g));
                     )*
@@ -1271,7 +1284,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ) {
         let plan = fwd_plan(self.layers());
         // Chunks interleaved per layer: see `fwd_shape`.
-        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+        by_shape!(fwd_shape::<D>(T::BITS, LD), |M, G| self
             .fwd_drive_m::<L, M, G, LD>(mode, z, x, out, &plan))
     }
 
@@ -1362,7 +1375,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     ) -> Result<()> {
         check_len(z.len(), log_det.len())?;
         let plan = fwd_plan(self.layers());
-        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+        by_shape!(fwd_shape::<D>(T::BITS, true), |M, G| self
             .soa_m::<L, M, G>(z, log_det, &plan));
         Ok(())
     }
@@ -1406,7 +1419,7 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
     {
         check_len(x.len(), log_q.len())?;
         let plan = fwd_plan(self.layers());
-        by_shape!(fwd_shape::<D>(T::BITS), |M, G| self
+        by_shape!(fwd_shape::<D>(T::BITS, true), |M, G| self
             .sample_m::<M, G, R>(rng, x, log_q, &plan));
         Ok(())
     }
