@@ -58,6 +58,7 @@ use crate::error::{FlowError, Result};
 use crate::flow::Flow;
 use crate::planar::Planar;
 use crate::real::{Lane, Real};
+use crate::simd::lanes::SSE_ONLY;
 use crate::simd::{Group, SimdLane, SimdReal};
 use num_traits::Float;
 use rand_core::Rng;
@@ -960,7 +961,7 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   sampler within noise (0.99–1.05×). So such builds take (6, 3) for the kernels with a
 ///   log-det at every D outside 4 < D < 8, and for `forward` at D > 8.
 const fn fwd_shape<const D: usize>(bits: u32, log_det: bool) -> (usize, usize) {
-    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16, SSE_ONLY};
+    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16};
     let f64 = bits == 64;
     if SSE_ONLY && (D <= 4 || D >= 8) && (log_det || D > 8) {
         (6, 3)
@@ -1670,6 +1671,14 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // of 4 at D = 1, 0.73× at D = 2, 0.77× at D = 3; f64 D = 2 0.88×; 2 chunks 0.82–0.93×,
         // 6 and 8 0.98–1.01×: four chunks' state spills). The fused sweeps keep 6 there (f32
         // D = 16: 2 chunks 0.97–0.98×, 3 1.00×, 8 1.01×; f64 D = 16: 3 0.94×, 2 0.98–1.00×).
+        //
+        // The default x86-64 build (SSE2, no FMA: each vector is two 128-bit halves in 16
+        // registers; `simd::lanes::SSE_ONLY`), Zen 3 host of 2026-12-05, alternated runs in
+        // one binary, 4–5 rounds: f32 takes 2 chunks at every D (inverse 0.87–0.91× the time
+        // of 4 at D = 1, 2, 3, `log_prob` 0.89× at D = 2; 0.94× the time of 6 at D = 8,
+        // 0.965× at D = 16; 6 chunks 0.96–0.97× at D ≤ 3, 3 chunks 1.05× at D = 16), f64
+        // D ≤ 4 takes 6 (0.957–0.969× the time of 4 at D = 1, 2, 3, 8 chunks 0.95–0.99×,
+        // 2 chunks 0.99–1.00×; f64 D = 8 and 16 keep 6: 2, 4, 8 chunks 1.02–1.06×).
         // Layers on the rational path, counted only where the choice depends on them.
         let mostly_near = || {
             let near = self
@@ -1684,7 +1693,9 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         };
         if avx2_small_inverse::<D>() {
             self.inv_drive_m::<3>(x, z, out, log_prob, &flush)
-        } else if D <= 4 && cfg!(target_feature = "avx512f") && mostly_near() {
+        } else if SSE_ONLY && T::BITS == 32 {
+            self.inv_drive_m::<2>(x, z, out, log_prob, &flush)
+        } else if D <= 4 && (SSE_ONLY || cfg!(target_feature = "avx512f") && mostly_near()) {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
         } else if D <= 4 {
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
