@@ -1536,8 +1536,13 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             // (Zen 3 host of 2026-12-04, native, alternated runs: chunk by chunk took 1.07–1.09×
             // (f32 D = 2; `log_prob` 1.07–1.10×) and 1.22–1.25× (f64 D = 2) the time, f32 D = 1
             // 1.07×, f64 D = 3 1.15–1.18×; f32 D = 3 within noise; 4 < D < 8 not measured, so
-            // kept chunk by chunk).
-            let grouped = cfg!(target_feature = "avx512f") || avx2_small_inverse::<D>();
+            // kept chunk by chunk), and the default build's 2 f32 chunks at D ≤ 4 (Zen 3 host
+            // of 2026-12-05, alternated runs: the group 0.865×, 0.876×, 0.893× the time at
+            // D = 1, 2, 3, `log_prob` 0.876× at D = 2; 3 chunks as a group 1.07–1.09× and 4
+            // 1.42–1.45× the time of 2 chunk by chunk; f64's 6 chunks as a group 1.66×).
+            let grouped = cfg!(target_feature = "avx512f")
+                || avx2_small_inverse::<D>()
+                || SSE_ONLY && T::BITS == 32 && D <= 4;
             let r: [[L; 3]; M] = if fused || !grouped {
                 layer.activation().solve_lanes_det(y, c, cp1, !fused)
             } else {
@@ -1675,7 +1680,8 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // The default x86-64 build (SSE2, no FMA: each vector is two 128-bit halves in 16
         // registers; `simd::lanes::SSE_ONLY`), Zen 3 host of 2026-12-05, alternated runs in
         // one binary, 4–5 rounds: f32 takes 2 chunks at every D (inverse 0.87–0.91× the time
-        // of 4 at D = 1, 2, 3, `log_prob` 0.89× at D = 2; 0.94× the time of 6 at D = 8,
+        // of 4 at D = 1, 2, 3, `log_prob` 0.89× at D = 2, chunk by chunk; as one group, see
+        // `inv_group`, 0.87–0.89× the time of that again; 0.94× the time of 6 at D = 8,
         // 0.965× at D = 16; 6 chunks 0.96–0.97× at D ≤ 3, 3 chunks 1.05× at D = 16), f64
         // D ≤ 4 takes 6 (0.957–0.969× the time of 4 at D = 1, 2, 3, 8 chunks 0.95–0.99×,
         // 2 chunks 0.99–1.00×; f64 D = 8 and 16 keep 6: 2, 4, 8 chunks 1.02–1.06×).
