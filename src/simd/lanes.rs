@@ -622,8 +622,9 @@ pub(crate) const AVX2_ONLY: bool = cfg!(all(
 /// Whether the build targets x86-64 without AVX: the x86-64 baseline (SSE2), i.e. a default
 /// build without `-C target-cpu`. `f32x8` / `f64x4` then run as two 128-bit halves in 16
 /// registers of 128 bits, without FMA, so a chunk takes twice the registers it takes with AVX;
-/// the forward kernels' shapes (`fwd_shape` in `simd/batch.rs`) are tuned for it (on the Zen 3
-/// host of 2026-12-05).
+/// the forward kernels' shapes (`fwd_shape` in `simd/batch.rs`) and the inverse's chunks per
+/// pass and their `Group` solve (`Flow::inv_drive`, `Flow::inv_group`) are tuned for it (on
+/// the Zen 3 host of 2026-12-05).
 pub(crate) const SSE_ONLY: bool = cfg!(all(target_arch = "x86_64", not(target_feature = "avx")));
 
 /// The unsigned integer of a float's bit pattern.
