@@ -410,6 +410,14 @@ fn within(err: f64, bound: f64) -> bool {
 // roundtrip
 // ---------------------------------------------------------------------------------------------
 
+/// Whether a coordinate of `p` lies within `bound` of the float range: a product `ûᵢ·h`
+/// formed from such a point may overflow by round-off alone (IEEE, as documented), so the
+/// round trips accept a non-finite result there.
+fn near_max<T: Real, const D: usize>(p: &[T; D], bound: f64) -> bool {
+    p.iter()
+        .any(|v| v.v64().abs() + bound >= T::max_value().v64())
+}
+
 /// `g⁻¹(g(z)) = z` and `g(g⁻¹(z)) = z` for one layer, within the bounds of the module docs.
 /// Points whose image overflows are skipped (that is documented IEEE behaviour).
 ///
@@ -453,11 +461,7 @@ pub fn roundtrip_layer<T: Real, const D: usize, A: Activation<T>>(
     let x2 = l.forward(&zi);
     let err = max_diff(&x2, z);
     let bound = local_bound(l, &zi, z, false);
-    if !finite(&x2)
-        && zi
-            .iter()
-            .any(|v| v.v64().abs() + bound >= T::max_value().v64())
-    {
+    if !finite(&x2) && near_max(&zi, bound) {
         // The product ûᵢ·h ≈ xᵢ − g⁻¹(x)ᵢ may reach the float range within the bound: it can
         // overflow by round-off alone (IEEE, as documented). A fuzz finding (CI, 2026-12-03):
         // f32, 1 + c = 1.2e−38, g⁻¹(x)₁ = −3.40278e38, x = 0, and rounding noise in h times
@@ -568,18 +572,16 @@ pub fn roundtrip_flow<T: Real, const D: usize, const K: usize, A: Activation<T>>
         inp = out;
     }
     let mut pt = zi;
-    let mut near_max = false;
+    let mut reaches = false;
     for l in f.layers() {
         if !l.preactivation(&pt).is_finite() {
             return Ok(()); // overflow in wᵀz + b: NaN/∞ as documented
         }
-        near_max |= pt
-            .iter()
-            .any(|v| v.v64().abs() + 2.0 * e >= T::max_value().v64());
+        reaches |= near_max(&pt, 2.0 * e);
         pt = l.forward(&pt);
     }
     let x2 = f.forward(&zi);
-    if !finite(&x2) && near_max {
+    if !finite(&x2) && reaches {
         // As in `roundtrip_layer`: a layer's input lies within the bound of the float range,
         // so `ûᵢ·h` may overflow by round-off alone (IEEE, as documented). A fuzz finding (CI,
         // 2026-12-05, `fuzz/regressions/roundtrip/f32-leaky-flow-overflow-near-max`): the
