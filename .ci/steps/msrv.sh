@@ -4,7 +4,7 @@
 #  1. installs that toolchain (rustup, minimal profile) if it is missing;
 #  2. type-checks the library without default features (the no_std build) and with all
 #     features, the same with the x86-64 SIMD paths of AVX2 (znver3), AVX-512 (znver4) and
-#     AVX-512 FP16 (sapphirerapids: the crate's one `unsafe` block) switched on, and every
+#     AVX-512 FP16 (sapphirerapids: the reciprocal estimates, compiled only there) switched on, and every
 #     target (tests, benches, examples) with all features.
 # Self-installing, bounded: about 2–3 minutes on 2 cores (`cargo check`, no code generation).
 set -euo pipefail
