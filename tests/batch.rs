@@ -1970,3 +1970,47 @@ fn grouped_passes_match_one_chunk_bit_for_bit() {
     grouped_equals_one_chunk::<f64, 8>(45);
     grouped_equals_one_chunk::<f64, 16>(46);
 }
+
+/// `SimdLane::count_set` (the inverse's count of failed points) against lane-by-lane counting
+/// of the same masks (set lanes are all-ones, so NaN as floats), for every width, the
+/// `Group`s, and every prefix length `n` (0 to past the end).
+#[test]
+fn count_set_counts_the_set_lanes_of_a_prefix() {
+    use flowcore::simd::Group;
+    fn check<L: SimdLane>(rng: &mut Xoshiro256PlusPlus) {
+        use num_traits::Float;
+        for _ in 0..200 {
+            let a = L::from_fn(|_| L::Scalar::from_f64(crate::support::uniform(rng, -1.0, 1.0)));
+            let b = L::from_fn(|_| L::Scalar::from_f64(crate::support::uniform(rng, -1.0, 1.0)));
+            // Masks from a comparison, a finiteness test (of a lane with NaN and ∞ in it) and
+            // their combinations, as the kernels build them.
+            let special = L::from_fn(|j| match j % 5 {
+                0 => L::Scalar::nan(),
+                1 => L::Scalar::infinity(),
+                _ => L::Scalar::ONE,
+            });
+            for mask in [
+                a.lt(b),
+                special.finite_mask().not(),
+                a.lt(b).or(special.finite_mask().not()),
+                a.lt(a),
+                a.eq_mask(a),
+            ] {
+                for n in 0..=L::LANES + 2 {
+                    let want = (0..n.min(L::LANES))
+                        .filter(|&j| mask.lane(j).is_nan())
+                        .count();
+                    assert_eq!(mask.count_set(n), want, "LANES = {}, n = {n}", L::LANES);
+                }
+            }
+        }
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(29);
+    check::<f32x8>(&mut rng);
+    check::<f32x16>(&mut rng);
+    check::<f64x4>(&mut rng);
+    check::<f64x8>(&mut rng);
+    check::<Group<f32x8, 3>>(&mut rng);
+    check::<Group<f32x16, 6>>(&mut rng);
+    check::<Group<f64x8, 3>>(&mut rng);
+}

@@ -1617,9 +1617,7 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
                         bad: T::Simd,
                         z: &mut [[T; D]],
                         out: &mut [T]| {
-            for j in 0..cnt {
-                failed += usize::from(bad.lane(j).is_nan());
-            }
+            failed += bad.count_set(cnt);
             if log_prob {
                 store1(base_lp(c) + ld, &mut out[p..p + cnt]);
             } else {

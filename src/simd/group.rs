@@ -205,6 +205,15 @@ impl<L: SimdLane, const M: usize> SimdLane for Group<L, M> {
         self.0.iter().all(|v| v.all())
     }
     #[inline(always)]
+    fn count_set(self, n: usize) -> usize {
+        let w = L::LANES;
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(m, v)| v.count_set(n.saturating_sub(m * w)))
+            .sum()
+    }
+    #[inline(always)]
     fn quot_small(self, d: Self) -> Self {
         self.zip(d, L::quot_small)
     }

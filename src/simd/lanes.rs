@@ -12,7 +12,8 @@ use wide::{f32x8, f32x16, f64x4, f64x8};
 /// and the bit-level pieces of the vector math in [`crate::simd::math`].
 ///
 /// Implemented for `wide::f32x8`, `f32x16`, `f64x4`, `f64x8`. Every operation acts lane by lane;
-/// no operation mixes lanes except [`SimdLane::any`] and [`SimdLane::all`].
+/// no operation mixes lanes except [`SimdLane::any`], [`SimdLane::all`] and
+/// [`SimdLane::count_set`].
 pub trait SimdLane: Lane + PartialEq + Send + Sync {
     /// The lane built from `f(0), …, f(LANES − 1)`.
     fn from_fn<F: FnMut(usize) -> Self::Scalar>(f: F) -> Self;
@@ -52,6 +53,9 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn any(self) -> bool;
     /// Whether every lane of the mask is set.
     fn all(self) -> bool;
+    /// How many of the mask's first `min(n, LANES)` lanes are set (one mask extraction and a
+    /// population count).
+    fn count_set(self, n: usize) -> usize;
     /// Square root.
     fn vsqrt(self) -> Self;
     /// `(sin x, cos x)` (from `wide`, used by the Gaussian sampler only).
@@ -249,6 +253,11 @@ macro_rules! impl_lanes {
             #[inline(always)]
             fn all(self) -> bool {
                 <$v>::all(self)
+            }
+            #[inline(always)]
+            fn count_set(self, n: usize) -> usize {
+                let keep = if n >= $n { u32::MAX } else { (1u32 << n) - 1 };
+                (self.to_bitmask() & keep).count_ones() as usize
             }
             #[inline(always)]
             fn vsqrt(self) -> Self {
