@@ -37,7 +37,7 @@ fi
 
 sudo=()
 [ "$(id -u)" = 0 ] || sudo=(sudo)
-pkgs=(bochs bochsbios vgabios busybox-static isolinux syslinux-common xorriso cpio)
+pkgs=(bochs bochs-term bochsbios vgabios busybox-static isolinux syslinux-common xorriso cpio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
