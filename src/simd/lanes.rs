@@ -53,8 +53,9 @@ pub trait SimdLane: Lane + PartialEq + Send + Sync {
     fn any(self) -> bool;
     /// Whether every lane of the mask is set.
     fn all(self) -> bool;
-    /// How many of the mask's first `min(n, LANES)` lanes are set (one mask extraction and a
-    /// population count).
+    /// How many of the mask's first `min(n, LANES)` lanes are set (a mask lane, as
+    /// [`SimdLane::lt`] and the other masks build it, is all ones or all zeros; this reads the
+    /// lanes' sign bits: one mask extraction and a population count).
     fn count_set(self, n: usize) -> usize;
     /// Square root.
     fn vsqrt(self) -> Self;
