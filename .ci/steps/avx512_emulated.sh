@@ -167,20 +167,20 @@ EOF
 }
 make_guest skx "$lib_bin" "$tests_bin" ""
 make_guest fp16 "$lib_fp16" "$tests_fp16" " fp16"
+guests="skx fp16"
 
 echo "-- avx512-emulated: booting under Bochs (Skylake-X model), tests: batch::, two builds side by side"
 start=$(date +%s)
 # Debian's Bochs has its debugger built in: it stops before the first instruction and reads
 # commands from stdin ("c": continue; "quit" after the guest powers off).
-for g in skx fp16; do
+for g in $guests; do
   (cd "$work/$g" && printf 'c\nquit\n' | timeout 2400 bochs -q -f bochsrc >bochs.stdout 2>&1 || true) &
 done
 wait
 echo "-- avx512-emulated: $(($(date +%s) - start)) s in the emulators"
 fail=0
-for g in skx fp16; do
-  sfx=""
-  [ "$g" = fp16 ] && sfx=" fp16"
+for g in $guests; do
+  sfx=$(cat "$work/$g/initramfs/suffix")
   out="$work/$g/serial.out"
   echo "-- avx512-emulated: the guest of the ${g} build:"
   # The guest's output, without the kernel's log lines.
