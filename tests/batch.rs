@@ -1074,7 +1074,17 @@ fn check_given_flow<T: Real + SimdReal, const D: usize>(
         .product();
     let tol_i = tol_f * cond;
     let lanes = <T::Simd as Lane>::LANES;
-    for n in [0, 1, lanes - 1, lanes, lanes + 1, 4 * lanes + 3, 37, 131] {
+    for n in [
+        0,
+        1,
+        lanes - 1,
+        lanes,
+        lanes + 1,
+        4 * lanes + 3,
+        37,
+        131,
+        16 * lanes + 5,
+    ] {
         let z = points::<T, D>(seed ^ (n as u64) << 8, n, adversarial);
         let mut x = vec![[T::ZERO; D]; n];
         let mut x2 = vec![[T::ZERO; D]; n];
@@ -1171,13 +1181,21 @@ batch_tests! {
     batch_vs_scalar_f32_d1: f32, 1;
     batch_vs_scalar_f32_d2: f32, 2;
     batch_vs_scalar_f32_d3: f32, 3;
+    batch_vs_scalar_f32_d4: f32, 4;
+    batch_vs_scalar_f32_d5: f32, 5;
+    batch_vs_scalar_f32_d7: f32, 7;
     batch_vs_scalar_f32_d8: f32, 8;
     batch_vs_scalar_f32_d16: f32, 16;
+    batch_vs_scalar_f32_d24: f32, 24;
     batch_vs_scalar_f64_d1: f64, 1;
     batch_vs_scalar_f64_d2: f64, 2;
     batch_vs_scalar_f64_d3: f64, 3;
+    batch_vs_scalar_f64_d4: f64, 4;
+    batch_vs_scalar_f64_d5: f64, 5;
+    batch_vs_scalar_f64_d7: f64, 7;
     batch_vs_scalar_f64_d8: f64, 8;
     batch_vs_scalar_f64_d16: f64, 16;
+    batch_vs_scalar_f64_d24: f64, 24;
 }
 
 #[test]

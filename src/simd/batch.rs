@@ -961,10 +961,12 @@ fn check_len(a: usize, b: usize) -> Result<()> {
 ///   sampler within noise (0.99–1.05×). So such builds take (6, 3) for the kernels with a
 ///   log-det at every D outside 4 < D < 8, and for `forward` at D > 8.
 const fn fwd_shape<const D: usize>(bits: u32, log_det: bool) -> (usize, usize) {
-    use crate::simd::lanes::{AVX2_ONLY, INTEL_AVX512FP16};
+    use crate::simd::lanes::{AMD_ZEN5, AVX2_ONLY, INTEL_AVX512FP16};
     let f64 = bits == 64;
     if SSE_ONLY && (D <= 4 || D >= 8) && (log_det || D > 8) {
         (6, 3)
+    } else if AMD_ZEN5 {
+        zen5_shape::<D>(f64)
     } else if D <= 2 {
         if f64 { (6, 3) } else { (6, 6) }
     } else if D <= 4 {
@@ -983,6 +985,37 @@ const fn fwd_shape<const D: usize>(bits: u32, log_det: bool) -> (usize, usize) {
         (8, 4)
     } else {
         (4, 2)
+    }
+}
+
+/// The shapes of [`fwd_shape`] in builds for AMD cores with full-width AVX-512 (Zen 5 and
+/// later, `simd::lanes::AMD_ZEN5`): 32 vector registers and two FMA pipes that take a `zmm`
+/// operation whole, so more chunks pay than on Zen 4, where the shapes were tuned.
+///
+/// Measured on the Zen 5 host of 2026-12-05 (native build, K = 32, N = 65536, 3–5 rounds of
+/// alternated shapes in one binary, fastest of 9 repetitions; ratios to the shape the build
+/// took before, per round): `forward_log_det` f32 D = 16 (8, 4) 0.868–0.898× the time of
+/// (4, 2), (4, 4) 0.886–0.901×, (6, 3) 0.917–0.939×, (12, 4) and (16, 4) 1.01–1.02× the time
+/// of (8, 4); `forward` 0.861–0.869×, `log_prob_normalizing` 0.881–0.903×; f64 D = 16 (8, 4)
+/// 0.820–0.829×, (4, 4) 0.850–0.875×; D = 12 (8, 4) against (4, 2) 0.90× (f32), 0.90–0.91×
+/// (f64); D = 24 and 32 (4, 4) 0.97× and 0.88× (f32), 0.86× (f64 D = 32) the time of (8, 4).
+/// D = 8: f32 (8, 4) 0.914–0.940× the time of (6, 6); f64 (6, 6) 0.886–0.895× the time of
+/// (6, 3), (8, 4) 0.92×. D ≤ 4, against (6, 6) (f32) or (6, 3) (f64 D ≤ 2) or (4, 4) (D = 3,
+/// 4): f32 D = 1 (8, 8) 0.95×, D = 2 0.93–0.95× (`forward` 0.89–0.90×; (12, 4), (10, 10),
+/// (16, 4) alike), D = 3 0.77–0.78×, D = 4 0.84–0.85×; f64 D = 1 (8, 8) 0.81×, D = 2
+/// 0.80–0.82× (`forward` 0.88× the time of (6, 6)), D = 3 0.78–0.80× ((6, 6) 0.80–0.82×),
+/// D = 4 (6, 6) 0.80–0.81× ((8, 8) 0.87×). 4 < D < 8, where the other builds take (2, 2):
+/// (6, 6) 0.57–0.60× (f32 D = 5, 6), 0.50–0.53× (f64 D = 5) the time of (2, 2); against
+/// (6, 6), (8, 8) 0.93× at f32 D = 5 but 1.01–1.07× at f32 D = 6, 7 and f64 D = 5, 6.
+const fn zen5_shape<const D: usize>(f64: bool) -> (usize, usize) {
+    if D <= 3 || D == 4 && !f64 {
+        (8, 8)
+    } else if D < 8 || D == 8 && f64 {
+        (6, 6)
+    } else if D <= 16 {
+        (8, 4)
+    } else {
+        (4, 4)
     }
 }
 
@@ -1015,6 +1048,11 @@ macro_rules! by_shape {
                 const $g: usize = 4;
                 $call
             }
+            (8, 8) => {
+                const $m: usize = 8;
+                const $g: usize = 8;
+                $call
+            }
             // (2, 2): `fwd_shape` returns no other shape (`tests::shapes_are_dispatched`).
             _ => {
                 const $m: usize = 2;
@@ -1027,7 +1065,11 @@ macro_rules! by_shape {
 
 #[cfg(test)]
 mod tests {
-    use super::fwd_shape;
+    use super::{Fwd, fwd_plan, fwd_shape};
+    use crate::flow::Flow;
+    use crate::planar::Planar;
+    use crate::real::{Lane, Real};
+    use crate::simd::SimdReal;
 
     /// Every shape `fwd_shape` returns has its own arm in `by_shape` (the last arm takes
     /// (2, 2) and anything else), and `G` divides `M`.
@@ -1039,7 +1081,7 @@ mod tests {
                     $(
                         let (m, g) = fwd_shape::<$d>(bits, ld);
                         assert!(
-                            [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (2, 2)].contains(&(m, g)),
+                            [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (8, 8), (2, 2)].contains(&(m, g)),
                             "D = {}, {bits} bits, log-det {ld}: ({m}, {g})", $d
                         );
                         assert!(m.is_multiple_of(g));
@@ -1048,6 +1090,93 @@ mod tests {
             };
         }
         each_d!(1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 32, 64);
+    }
+
+    /// Every shape that some build's `fwd_shape` chooses, run on this build (each build's tests
+    /// otherwise reach only its own shapes): the forward kernels with and without the log-det,
+    /// against the scalar reference, at D = 2 (chunks in registers), 5 (in registers, the
+    /// state filling them) and 16 (fused sweeps), over two full passes and a remainder.
+    /// Tolerance as in `tests/batch.rs`: `16·K·ε·(1 + |x|)`.
+    #[test]
+    fn every_shape_agrees_with_scalar() {
+        fn check<T: Real + SimdReal, const D: usize>() {
+            const K: usize = 6;
+            // A small LCG keeps the test free of the crate's own generators.
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (D as u64);
+            let mut next = move || {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            };
+            let sd = 1.5 / libm::sqrt(D as f64);
+            let flow: Flow<T, D, K> = Flow::new(core::array::from_fn(|_| {
+                let u = core::array::from_fn(|_| T::from_f64(sd * next()));
+                let w = core::array::from_fn(|_| T::from_f64(sd * next()));
+                Planar::new(u, w, T::from_f64(next())).unwrap()
+            }));
+            let lanes = <T::Simd as Lane>::LANES;
+            const N: usize = 2 * 8 * 16 + 5;
+            let n = 2 * 8 * lanes + 5;
+            let mut z = [[T::ZERO; D]; N];
+            for p in z.iter_mut().take(n) {
+                *p = core::array::from_fn(|_| T::from_f64(2.5 * next()));
+            }
+            let z = &z[..n];
+            let plan = fwd_plan(flow.layers());
+            let tol = 16.0 * K as f64 * T::EPS.as_f64();
+            let close = |got: T, want: T| {
+                let (g, w) = (got.as_f64(), want.as_f64());
+                (g - w).abs() <= tol * (1.0 + w.abs())
+            };
+            for shape in [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (8, 8), (2, 2)] {
+                for ld_too in [true, false] {
+                    let mut x = [[T::ZERO; D]; N];
+                    let mut ld = [T::ZERO; N];
+                    let (x, ld) = (&mut x[..n], &mut ld[..n]);
+                    if ld_too {
+                        by_shape!(shape, |M, G| flow.fwd_drive_m::<T::Simd, M, G, true>(
+                            Fwd::PointsLogDet,
+                            z,
+                            x,
+                            ld,
+                            &plan
+                        ));
+                    } else {
+                        by_shape!(shape, |M, G| flow.fwd_drive_m::<T::Simd, M, G, false>(
+                            Fwd::Points,
+                            z,
+                            x,
+                            ld,
+                            &plan
+                        ));
+                    }
+                    for p in 0..n {
+                        let (xr, ldr) = flow.forward_and_log_det(&z[p]);
+                        for i in 0..D {
+                            assert!(
+                                close(x[p][i], xr[i]),
+                                "{shape:?} D = {D} p = {p} i = {i}: {:?} vs {:?}",
+                                x[p][i].as_f64(),
+                                xr[i].as_f64()
+                            );
+                        }
+                        assert!(
+                            !ld_too || close(ld[p], ldr),
+                            "{shape:?} D = {D} p = {p} log-det: {:?} vs {:?}",
+                            ld[p].as_f64(),
+                            ldr.as_f64()
+                        );
+                    }
+                }
+            }
+        }
+        check::<f32, 2>();
+        check::<f32, 5>();
+        check::<f32, 16>();
+        check::<f64, 2>();
+        check::<f64, 5>();
+        check::<f64, 16>();
     }
 }
 
@@ -1232,6 +1361,20 @@ impl<T: Real, const D: usize, const K: usize, A: Activation<T>> Flow<T, D, K, A>
         ld
     }
 
+    // Kept out of line in builds for Zen 5 (`simd::lanes::AMD_ZEN5`, the same condition): there,
+    // inlined into `fwd_drive`, f64 D = 1, 2, 3 took 1.18×, 1.11–1.13×, 1.10× the time of this
+    // function called (`forward_log_det`, 2026-12-05; f32 and D = 16 within noise). Out of
+    // line, the default build's f32 D = 2 took 1.12× the time (`x86-64-v3`: 0.96–1.01×, same
+    // host), so the other builds keep it inlined.
+    #[cfg_attr(
+        all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avxvnni",
+            not(target_feature = "avx512fp16")
+        ),
+        inline(never)
+    )]
     fn fwd_drive_m<L: SimdLane<Scalar = T>, const M: usize, const G: usize, const LD: bool>(
         &self,
         mode: Fwd,

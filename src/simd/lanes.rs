@@ -617,6 +617,21 @@ pub(crate) const INTEL_AVX512FP16: bool = cfg!(all(
     target_feature = "avx512fp16"
 ));
 
+/// Whether the build targets an AMD core with AVX-512 and AVX-VNNI (Zen 5 and later, e.g.
+/// `-C target-cpu=native` there or `znver5`): a proxy, known at compile time, for 512-bit
+/// FMA pipes that execute a `zmm` operation whole. Zen 4 splits it in two halves and has no
+/// AVX-VNNI; the Intel cores with AVX-512 and AVX-VNNI (Sapphire Rapids and later) also have
+/// AVX-512 FP16 ([`INTEL_AVX512FP16`]): of LLVM's CPUs only `znver5` meets the condition.
+/// (`sse4a`, which would mark AMD, is no `cfg` feature on Rust 1.89, the MSRV.) The forward
+/// kernels' shapes (`zen5_shape` in `simd/batch.rs`) are tuned on it (Zen 5 host of
+/// 2026-12-05).
+pub(crate) const AMD_ZEN5: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avxvnni",
+    not(target_feature = "avx512fp16")
+));
+
 /// Whether the build targets an x86-64 core with AVX2 and FMA but no AVX-512 (e.g.
 /// `-C target-cpu=native` on Zen 3 or on a client Intel core): 16 vector registers of 256
 /// bits, so the lane types are `f32x8` / `f64x4` and fewer chunks fit the registers. The
