@@ -284,8 +284,8 @@ macro_rules! dispatch {
 fn main() {
     let a = parse();
     match a.dtype.as_str() {
-        "f32" => dispatch!(a, f32, [1, 2, 3, 8, 16], [8, 32]),
-        "f64" => dispatch!(a, f64, [1, 2, 3, 8, 16], [8, 32]),
+        "f32" => dispatch!(a, f32, [1, 2, 3, 5, 8, 16], [8, 32]),
+        "f64" => dispatch!(a, f64, [1, 2, 3, 5, 8, 16], [8, 32]),
         o => panic!("--dtype must be f32 or f64, not {o}"),
     }
 }

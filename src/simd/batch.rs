@@ -1826,6 +1826,14 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
         // 0.965× at D = 16; 6 chunks 0.96–0.97× at D ≤ 3, 3 chunks 1.05× at D = 16), f64
         // D ≤ 4 takes 6 (0.957–0.969× the time of 4 at D = 1, 2, 3, 8 chunks 0.95–0.99×,
         // 2 chunks 0.99–1.00×; f64 D = 8 and 16 keep 6: 2, 4, 8 chunks 1.02–1.06×).
+        //
+        // Builds for Zen 5 (`simd::lanes::AMD_ZEN5`), 4 < D < 8: 4 chunks (Zen 5 host of
+        // 2026-12-05, alternated binaries, 3 rounds: inverse and `log_prob` 0.60× the time of 2
+        // at f32 D = 5, 0.64× at f64 D = 5; in a probe binary with a runtime switch 3 chunks
+        // were 0.67–0.70×, 6 and 8 0.71–0.84×). The other D keep their counts there: 4 chunks
+        // instead of 6 at f32 D = 1, 2, 3 and f64 D = 2 0.96–1.02× in alternated binaries, and
+        // 4, 6 or 8 within ±5 % of one another at f32 and f64 D = 16 in the probe.
+        //
         // Layers on the rational path, counted only where the choice depends on them.
         let mostly_near = || {
             let near = self
@@ -1848,6 +1856,8 @@ impl<T: Real, const D: usize, const K: usize, A: LaneSolve<T>> Flow<T, D, K, A> 
             self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else if fuse_sweeps::<D>() {
             self.inv_drive_m::<6>(x, z, out, log_prob, &flush)
+        } else if crate::simd::lanes::AMD_ZEN5 {
+            self.inv_drive_m::<4>(x, z, out, log_prob, &flush)
         } else {
             self.inv_drive_m::<2>(x, z, out, log_prob, &flush)
         }
