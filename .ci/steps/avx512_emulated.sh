@@ -14,7 +14,9 @@
 #     the dense sweeps of `math_tanh_det` and `math_tanh_sech2` against libm: 20 s and 2.4 s
 #     natively, far over ten minutes emulated) on one emulated CPU, and reads the verdict from
 #     the emulated serial port.
-# Skipped on hosts with AVX-512 (simd.sh runs the same tests natively there) and off x86_64.
+# On hosts with AVX-512 simd.sh runs the first build's tests natively; there this step runs
+# only the FP16 build, natively, where the CPU lacks FP16 (skipped where it has it), and it is
+# skipped off x86_64.
 #
 # Kernel options: Bochs 2.7 reports no size for the PKRU state and the standard size for the
 # compacted XSAVE area, so Linux would turn XSAVE off (and with it AVX-512); `nopku` and
@@ -35,7 +37,28 @@ case "$host" in
   *) echo "avx512-emulated: host $host is not x86_64 Linux (glibc): skipped"; exit 0 ;;
 esac
 if grep -qw avx512f /proc/cpuinfo; then
-  echo "avx512-emulated: this CPU has AVX-512; simd.sh runs the AVX-512 tests natively: skipped"
+  if grep -qw avx512fp16 /proc/cpuinfo; then
+    echo "avx512-emulated: this CPU has AVX-512 FP16; simd.sh runs both builds' tests natively: skipped"
+    exit 0
+  fi
+  # AVX-512 without FP16 (Zen 4, Zen 5, Intel before Sapphire Rapids): simd.sh runs this
+  # CPU's own build; the FP16 build's code (the estimates, its shapes) runs here natively,
+  # with the same tests as in its emulated guest (the dense sweeps included: seconds here).
+  # An FP16 instruction reached would stop the test with SIGILL: a failure, not a pass.
+  echo "avx512-emulated: this CPU has AVX-512 without FP16: the avx512fp16 build's tests run natively"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/avx512fp16-native"
+  flags="-C target-cpu=skylake-avx512 -C target-feature=+avx512fp16"
+  tests_fp16=$(RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
+    --lib --test tests --no-run --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep '/tests-' | head -1)
+  if command -v objdump >/dev/null 2>&1; then
+    n=$(objdump -d --no-show-raw-insn "$tests_fp16" | grep -c vrcp14ps || true)
+    echo "-- avx512-emulated: the avx512fp16 build has $n vrcp14ps"
+    [ "$n" -gt 0 ] || { echo "avx512-emulated: the avx512fp16 build has no vrcp14ps" >&2; exit 1; }
+  fi
+  RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
+    --lib --test tests batch
+  echo "-- avx512-emulated: ok (the avx512fp16 build, natively)"
   exit 0
 fi
 

@@ -23,7 +23,8 @@ RUSTFLAGS="-C target-cpu=native" cargo test --release --features parallel --test
 # AVX-512 DQ): lint them whatever the CI host is (a check build, nothing runs; the tests above
 # run them where the host has the features; on hosts without AVX-512, avx512_emulated.sh runs
 # both under Bochs, the estimates in a skylake-avx512 build with avx512fp16 added, since Bochs
-# has no AVX-512 FP16 model and the estimates are AVX-512 F instructions). `--target` keeps the
+# has no AVX-512 FP16 model and the estimates are AVX-512 F instructions; on hosts with
+# AVX-512 but without FP16 it runs that build's tests natively). `--target` keeps the
 # RUSTFLAGS off the build scripts, which run here: built for Sapphire Rapids they die of SIGILL
 # on a host without AVX-512 (the first CI run on a Zen 3 host, 2026-12-04).
 host=$(rustc -vV | sed -n 's/^host: //p')
