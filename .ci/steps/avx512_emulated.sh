@@ -36,6 +36,16 @@ case "$host" in
   x86_64-unknown-linux-gnu) ;;
   *) echo "avx512-emulated: host $host is not x86_64 Linux (glibc): skipped"; exit 0 ;;
 esac
+# The FP16 build must hold the estimates, or running it would repeat the first build's tests.
+# (`grep -c` reads to the end: `grep -q` would stop objdump with SIGPIPE, a pipefail failure.)
+require_estimates() { # $1: the FP16 build's tests binary
+  command -v objdump >/dev/null 2>&1 || return 0
+  local n
+  n=$(objdump -d --no-show-raw-insn "$1" | grep -c vrcp14ps || true)
+  echo "-- avx512-emulated: the avx512fp16 build has $n vrcp14ps"
+  [ "$n" -gt 0 ] || { echo "avx512-emulated: the avx512fp16 build has no vrcp14ps" >&2; exit 1; }
+}
+
 if grep -qw avx512f /proc/cpuinfo; then
   if grep -qw avx512fp16 /proc/cpuinfo; then
     echo "avx512-emulated: this CPU has AVX-512 FP16; simd.sh runs both builds' tests natively: skipped"
@@ -51,11 +61,7 @@ if grep -qw avx512f /proc/cpuinfo; then
   tests_fp16=$(RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
     --lib --test tests --no-run --message-format=json |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep '/tests-' | head -1)
-  if command -v objdump >/dev/null 2>&1; then
-    n=$(objdump -d --no-show-raw-insn "$tests_fp16" | grep -c vrcp14ps || true)
-    echo "-- avx512-emulated: the avx512fp16 build has $n vrcp14ps"
-    [ "$n" -gt 0 ] || { echo "avx512-emulated: the avx512fp16 build has no vrcp14ps" >&2; exit 1; }
-  fi
+  require_estimates "$tests_fp16"
   RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
     --lib --test tests batch
   echo "-- avx512-emulated: ok (the avx512fp16 build, natively)"
@@ -119,13 +125,7 @@ bins=$(build_bins "" avx512-emulated)
 read -r lib_bin tests_bin <<<"$bins"
 bins=$(build_bins ",+avx512fp16" avx512fp16-emulated)
 read -r lib_fp16 tests_fp16 <<<"$bins"
-# The FP16 build must hold the estimates, or its run would repeat the first one.
-# (`grep -c` reads to the end: `grep -q` would stop objdump with SIGPIPE, a pipefail failure.)
-if command -v objdump >/dev/null 2>&1; then
-  n=$(objdump -d --no-show-raw-insn "$tests_fp16" | grep -c vrcp14ps || true)
-  echo "-- avx512-emulated: the avx512fp16 build has $n vrcp14ps"
-  [ "$n" -gt 0 ] || { echo "avx512-emulated: the avx512fp16 build has no vrcp14ps" >&2; exit 1; }
-fi
+require_estimates "$tests_fp16"
 cd "$work"
 
 # One guest per build, so the two emulators run side by side on two cores.

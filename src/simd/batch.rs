@@ -1073,6 +1073,9 @@ mod tests {
     use crate::real::{Lane, Real};
     use crate::simd::SimdReal;
 
+    /// Every shape some build's `fwd_shape` returns.
+    const SHAPES: [(usize, usize); 7] = [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (8, 8), (2, 2)];
+
     /// Every shape `fwd_shape` returns has its own arm in `by_shape` (the last arm takes
     /// (2, 2) and anything else), and `G` divides `M`.
     #[test]
@@ -1083,7 +1086,7 @@ mod tests {
                     $(
                         let (m, g) = fwd_shape::<$d>(bits, ld);
                         assert!(
-                            [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (8, 8), (2, 2)].contains(&(m, g)),
+                            SHAPES.contains(&(m, g)),
                             "D = {}, {bits} bits, log-det {ld}: ({m}, {g})", $d
                         );
                         assert!(m.is_multiple_of(g));
@@ -1131,7 +1134,7 @@ mod tests {
                 let (g, w) = (got.as_f64(), want.as_f64());
                 (g - w).abs() <= tol * (1.0 + w.abs())
             };
-            for shape in [(6, 6), (6, 3), (4, 4), (4, 2), (8, 4), (8, 8), (2, 2)] {
+            for shape in SHAPES {
                 for ld_too in [true, false] {
                     let mut x = [[T::ZERO; D]; N];
                     let mut ld = [T::ZERO; N];
