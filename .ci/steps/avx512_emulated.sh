@@ -46,6 +46,22 @@ require_estimates() { # $1: the FP16 build's tests binary
   [ "$n" -gt 0 ] || { echo "avx512-emulated: the avx512fp16 build has no vrcp14ps" >&2; exit 1; }
 }
 
+# The library's and tests/main.rs's test binaries for `skylake-avx512` plus $1, statically
+# linked (see below). `--target` keeps the RUSTFLAGS off the build scripts, which run on this
+# host.
+build_bins() { # $1: extra target features, $2: target directory; prints "lib tests"
+  local bins lib tests
+  bins=$(RUSTFLAGS="-C target-cpu=skylake-avx512 -C target-feature=+crt-static$1" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/$2" \
+    cargo test --release --features parallel --target "$host" --lib --test tests --no-run \
+    --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+  lib=$(echo "$bins" | grep '/flowcore-' | head -1)
+  tests=$(echo "$bins" | grep '/tests-' | head -1)
+  [ -n "$lib" ] && [ -n "$tests" ] || { echo "avx512-emulated: test binaries not found" >&2; exit 1; }
+  echo "$lib $tests"
+}
+
 if grep -qw avx512f /proc/cpuinfo; then
   if grep -qw avx512fp16 /proc/cpuinfo; then
     echo "avx512-emulated: this CPU has AVX-512 FP16; simd.sh runs both builds' tests natively: skipped"
@@ -56,14 +72,11 @@ if grep -qw avx512f /proc/cpuinfo; then
   # with the same tests as in its emulated guest (the dense sweeps included: seconds here).
   # An FP16 instruction reached would stop the test with SIGILL: a failure, not a pass.
   echo "avx512-emulated: this CPU has AVX-512 without FP16: the avx512fp16 build's tests run natively"
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/avx512fp16-native"
-  flags="-C target-cpu=skylake-avx512 -C target-feature=+avx512fp16"
-  tests_fp16=$(RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
-    --lib --test tests --no-run --message-format=json |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep '/tests-' | head -1)
+  bins=$(build_bins ",+avx512fp16" avx512fp16-native)
+  read -r lib_fp16 tests_fp16 <<<"$bins"
   require_estimates "$tests_fp16"
-  RUSTFLAGS="$flags" cargo test --release --features parallel --target "$host" \
-    --lib --test tests batch
+  "$lib_fp16" batch
+  "$tests_fp16" batch
   echo "-- avx512-emulated: ok (the avx512fp16 build, natively)"
   exit 0
 fi
@@ -107,19 +120,6 @@ vmlinuz=$(ls kernel/boot/vmlinuz-*)
 #    2026-12-05, the training code among them, none on the batched kernels' path); an FP16
 #    instruction reached in the guest stops the test binary with SIGILL (exit 132), a failure
 #    of this step, not a silent pass.
-# `--target` keeps the RUSTFLAGS off the build scripts, which run on this host.
-build_bins() { # $1: extra target features, $2: target directory; prints "lib tests"
-  local bins lib tests
-  bins=$(RUSTFLAGS="-C target-cpu=skylake-avx512 -C target-feature=+crt-static$1" \
-    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/$2" \
-    cargo test --release --features parallel --target "$host" --lib --test tests --no-run \
-    --message-format=json |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
-  lib=$(echo "$bins" | grep '/flowcore-' | head -1)
-  tests=$(echo "$bins" | grep '/tests-' | head -1)
-  [ -n "$lib" ] && [ -n "$tests" ] || { echo "avx512-emulated: test binaries not found" >&2; exit 1; }
-  echo "$lib $tests"
-}
 cd "$root"
 bins=$(build_bins "" avx512-emulated)
 read -r lib_bin tests_bin <<<"$bins"
