@@ -11,7 +11,7 @@
 //! API over `[[T; D]]`), `simd_soa` (forward+log-det on structure-of-arrays chunks) and `scalar`
 //! (the per-point reference). Parameters drawn as in the peers' script (`bench_planar.py`,
 //! `fwd_params`): `u, w ~ N(0, 0.25/D)`, `b ~ N(0, 0.01)`, `z ~ N(0, I)`. The figure is the
-//! median over `--reps` timed repetitions after one warm-up (`ns_per_point_layer_min`: the
+//! median over `--reps` timed repetitions after 200 ms of warm-up (`ns_per_point_layer_min`: the
 //! fastest repetition, less sensitive to other load on the machine). `--threads T > 1` needs the
 //! `parallel` feature and times the `par_*` kernels on a T-thread rayon pool.
 use flowcore::simd::{SimdLane, SimdReal};
@@ -66,9 +66,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// (median, min) seconds over `reps` runs after one warm-up.
+/// (median, min) seconds over `reps` runs after a warm-up of at least 200 ms (and at least one
+/// call, at most 10 000). The warm-up is long so that a new thread pool runs at full width
+/// before the timing starts: on the Zen 5 VM of 2026-12-05, a fresh 2-thread pool ran its
+/// first ~20–30 ms on one core (the second thread, spawned beside the first, waits for the
+/// kernel's load balancing to move it to the idle vCPU), so a kernel timed first after the
+/// pool's creation showed no speed-up at N = 65536 (calls of 0.4 ms), and the ones timed later
+/// showed 2×.
 fn time<F: FnMut()>(reps: usize, mut f: F) -> (f64, f64) {
-    f();
+    let t0 = Instant::now();
+    for _ in 0..10_000 {
+        f();
+        if t0.elapsed().as_secs_f64() >= 0.2 {
+            break;
+        }
+    }
     let v: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();

@@ -1659,7 +1659,7 @@ fn cmp_val<T: Real>(what: &str, n: usize, simd: T, scalar: T, bound: f64) -> Out
 /// own rounding; the vector math's ≤ 4 ulp fits in `C`). Points with a non-finite coordinate
 /// must give NaN (inverse) or not disturb the other lanes; the inverse's failure count must
 /// equal the number of points the scalar inverse rejects. Then the same points tiled into a
-/// batch long enough for the kernels' grouped passes (`15·LANES + 5`) must give, point by
+/// batch long enough for the kernels' grouped passes (`17·LANES + 5`) must give, point by
 /// point, bit for bit the same results, and each point alone the same inverse (a point's
 /// results do not depend on its position in the batch).
 ///
@@ -1804,7 +1804,7 @@ fn same_bits<T: Real>(a: T, b: T) -> bool {
 }
 
 /// A point's batched results do not depend on where it stands in the batch: the points tiled
-/// into a batch of `15·LANES + 5` (two passes of the largest number of interleaved chunks, 6,
+/// into a batch of `17·LANES + 5` (two passes of the largest number of interleaved chunks, 8,
 /// then whole chunks and a partial one: the grouped passes of every shape and the tail) must
 /// give, point by point, bit for bit the results of the original batch (at most 39 points,
 /// mostly the tail's one-chunk path), and each point alone (`inverse_batch` of one point) the
@@ -1824,7 +1824,7 @@ where
         return Ok(());
     }
     let w = <T::Simd as Lane>::LANES;
-    let nb = 15 * w + 5;
+    let nb = 17 * w + 5;
     let big: std::vec::Vec<[T; D]> = (0..nb).map(|q| pts[q % n]).collect();
     let (b, failed, failed2) = BatchOut::run(f, &big, "tiled batch: ")?;
     let err = |e: FlowError| format!("tiled batch: {e:?}");
@@ -1904,6 +1904,46 @@ where
 /// A description of the failure.
 pub fn batch_vs_scalar(data: &[u8]) -> Outcome {
     dispatch!(batch_typed, &mut Bytes::new(data))
+}
+
+/// Property `batch_dims`: [`batch_vs_scalar_flow`] at the dimensions the other properties do
+/// not decode, so that every chunk shape of every build runs (`simd::batch`'s forward shapes
+/// change at D = 3, 4, 8 and 16, the inverse interleaves more chunks for 4 < D < 8 on Zen 5
+/// builds, the coordinate sweeps are fused from D = 8). The first byte `sel` chooses f32/f64
+/// (bit 0), D ∈ {4, 5, 6, 7, 9, 12, 16, 17} (bits 1–3) and K ∈ {2, 3} (bit 4); tanh layers
+/// only (the shapes are the same for both activations, and `batch_vs_scalar` runs leaky ReLU
+/// through them at D ∈ {1, 2, 3, 8}), which keeps the instances few: with leaky ReLU and three
+/// lengths, the fuzz build (ASan, coverage) of the library took over 15 GB of memory.
+///
+/// # Errors
+/// A description of the failure.
+pub fn batch_dims(data: &[u8]) -> Outcome {
+    let inp = &mut Bytes::new(data);
+    let sel = inp.u8();
+    macro_rules! by_k {
+        ($t:ty, $d:literal) => {
+            if sel & 16 == 0 {
+                batch_typed::<$t, $d, 2, Tanh>(inp, Tanh)
+            } else {
+                batch_typed::<$t, $d, 3, Tanh>(inp, Tanh)
+            }
+        };
+    }
+    macro_rules! by_d {
+        ($t:ty) => {
+            match (sel >> 1) & 7 {
+                0 => by_k!($t, 4),
+                1 => by_k!($t, 5),
+                2 => by_k!($t, 6),
+                3 => by_k!($t, 7),
+                4 => by_k!($t, 9),
+                5 => by_k!($t, 12),
+                6 => by_k!($t, 16),
+                _ => by_k!($t, 17),
+            }
+        };
+    }
+    if sel & 1 == 0 { by_d!(f32) } else { by_d!(f64) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2122,13 +2162,14 @@ pub fn gradients(data: &[u8]) -> Outcome {
 }
 
 /// The property names, as the fuzz targets and corpus directories are named.
-pub const PROPERTIES: [&str; 7] = [
+pub const PROPERTIES: [&str; 8] = [
     "roundtrip",
     "log_det",
     "density",
     "constraint",
     "no_panic",
     "batch_vs_scalar",
+    "batch_dims",
     "gradients",
 ];
 
@@ -2144,6 +2185,7 @@ pub fn run(name: &str, data: &[u8]) -> Outcome {
         "constraint" => constraint(data),
         "no_panic" => no_panic(data),
         "batch_vs_scalar" => batch_vs_scalar(data),
+        "batch_dims" => batch_dims(data),
         "gradients" => gradients(data),
         _ => Err(format!("unknown property {name}")),
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI step `fuzz`: builds every cargo-fuzz target (nightly) and runs each for a bounded time from
 # the checked-in seed corpus; any finding (a failed property, panic, timeout or OOM) fails CI.
-# Budget: cargo-fuzz install ~30 s (once), build ~2-3 min on 2 cores, 7 targets x 25 s.
+# Budget: cargo-fuzz install ~30 s (once), build ~2-3 min on 2 cores, 8 targets x 25 s.
 set -euo pipefail
 cd "$(dirname "$0")/../../fuzz"
 SECS="${FUZZ_SECS:-25}"
@@ -13,7 +13,7 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal
 fi
 
-targets=(roundtrip log_det density constraint no_panic batch_vs_scalar gradients)
+targets=(roundtrip log_det density constraint no_panic batch_vs_scalar batch_dims gradients)
 cargo +nightly fuzz build
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
