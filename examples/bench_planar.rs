@@ -69,10 +69,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// (median, min) seconds over `reps` runs after a warm-up of at least 200 ms (and at least one
 /// call, at most 10 000). The warm-up is long so that a new thread pool runs at full width
 /// before the timing starts: on the Zen 5 VM of 2026-12-05, a fresh 2-thread pool ran its
-/// first ~20–30 ms on one core (the second thread, spawned beside the first, waits for the
-/// kernel's load balancing to move it to the idle vCPU), so a kernel timed first after the
-/// pool's creation showed no speed-up at N = 65536 (calls of 0.4 ms), and the ones timed later
-/// showed 2×.
+/// first ~20–60 ms on one core (why was not established: perhaps the scheduler starts the
+/// second thread beside the first and moves it to the idle vCPU only later), so a kernel timed
+/// first after the pool's creation showed no speed-up at N = 65536 (calls of 0.4 ms), and the
+/// ones timed later showed 2×.
 fn time<F: FnMut()>(reps: usize, mut f: F) -> (f64, f64) {
     let t0 = Instant::now();
     for _ in 0..10_000 {
