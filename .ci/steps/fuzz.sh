@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI step `fuzz`: builds every cargo-fuzz target (nightly) and runs each for a bounded time from
 # the checked-in seed corpus; any finding (a failed property, panic, timeout or OOM) fails CI.
-# Budget: cargo-fuzz install ~30 s (once), build ~2-3 min on 2 cores, 8 targets x 25 s.
+# Budget: cargo-fuzz install ~30 s (once), build ~3-6 min on 2 cores (peak
+# memory under 8 GB), 8 targets x 25 s.
 set -euo pipefail
 cd "$(dirname "$0")/../../fuzz"
 SECS="${FUZZ_SECS:-25}"
