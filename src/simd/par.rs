@@ -8,8 +8,9 @@
 //! A freshly built pool can take a while to run at full width: on a 2-vCPU VM (Zen 5 host,
 //! 2026-12-05) a new 2-thread pool did its first 20–60 ms of work on one core, so calls of
 //! under a millisecond made right after building it showed no speed-up; after a warm-up they
-//! ran 1.90–1.99× faster (medians, N = 65536, every kernel; `benches/two_cores.sh`). Build the pool once and keep it;
-//! time it after a warm-up (`examples/bench_planar.rs` warms up for 200 ms).
+//! ran 1.90–1.99× faster (medians, N = 65536, every kernel; `benches/two_cores.sh`). Build
+//! the pool once and keep it; time it after a warm-up (`examples/bench_planar.rs` warms up
+//! for 200 ms).
 
 use crate::activation::Activation;
 use crate::error::{FlowError, Result};
